@@ -1,0 +1,57 @@
+"""Every params file names real notebooks and only parameters those notebooks declare.
+
+papermill only warns about unknown parameters, so a typo in a params file would silently run the
+notebook on its default; this test makes it fail instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import papermill
+import pytest
+import yaml
+
+from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR
+from lib.study import RESERVED_PARAMETERS, StudyError, load_study
+
+PARAMS_FILES = sorted(PARAMS_DIR.glob("*.yaml"))
+
+
+def test_there_are_params_files() -> None:
+    assert {p.name for p in PARAMS_FILES} >= {"default.yaml", "ucf101_reducio.yaml"}
+
+
+@pytest.mark.parametrize("params_file", PARAMS_FILES, ids=[p.name for p in PARAMS_FILES])
+def test_params_match_notebook_parameters(params_file: Path) -> None:
+    content = yaml.safe_load(params_file.read_text())
+    assert isinstance(content, dict) and content, f"{params_file} is empty"
+    for notebook_name, values in content.items():
+        notebook = NOTEBOOKS_DIR / f"{notebook_name}.ipynb"
+        assert notebook.is_file(), f"{params_file}: no notebook {notebook}"
+        declared = papermill.inspect_notebook(str(notebook))
+        unknown = sorted(set(values or {}) - set(declared))
+        assert not unknown, f"{params_file}: {notebook_name} has no parameters {unknown}; it declares {sorted(declared)}"
+        assert not set(values or {}) & set(RESERVED_PARAMETERS)
+        # a params value must have the type of the notebook's default (papermill injects it as is)
+        for key, value in (values or {}).items():
+            default_type = declared[key]["inferred_type_name"]
+            if default_type in ("str", "int", "float", "bool") and value is not None:
+                expected = {"str": str, "int": int, "float": (int, float), "bool": bool}[default_type]
+                assert isinstance(value, expected), f"{params_file}: {notebook_name}.{key}={value!r} is not {default_type}"
+
+
+def test_every_notebook_takes_a_run_dir() -> None:
+    for notebook in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
+        assert "run_dir" in papermill.inspect_notebook(str(notebook)), f"{notebook.name} lacks a run_dir parameter"
+
+
+def test_study_loader_rejects_unknown_notebook_and_reserved_keys(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("99_no_such_notebook:\n  x: 1\n")
+    with pytest.raises(StudyError, match="99_no_such_notebook"):
+        load_study(bad)
+    first = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))[0].stem
+    bad.write_text(f"{first}:\n  run_dir: /tmp/x\n")
+    with pytest.raises(StudyError, match="run_dir"):
+        load_study(bad)
