@@ -10,14 +10,26 @@ from pathlib import Path
 from lib.data.errors import DataError
 
 
+def _val_fraction(text: str) -> float:
+    """argparse type: a float in [0, 1) (0 = no validation set)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {value}")
+    return value
+
+
 def _add_split_args(p: argparse.ArgumentParser) -> None:
     from lib.data.ucf101 import DEFAULT_VAL_FRACTION, DEFAULT_VAL_SEED
 
     p.add_argument("--root", required=True, type=Path,
                    help="folder holding UCF-101/<Class>/*.avi and ucfTrainTestlist/*.txt side by side")
     p.add_argument("--fold", type=int, default=1, choices=(1, 2, 3), help="official split (1-3)")
-    p.add_argument("--val-fraction", type=float, default=DEFAULT_VAL_FRACTION,
-                   help="fraction of the train list's groups held out for validation (whole groups)")
+    p.add_argument("--val-fraction", type=_val_fraction, default=DEFAULT_VAL_FRACTION,
+                   help="fraction of the train list's groups held out for validation (whole groups, the same "
+                        "group numbers for every class; at least one group; 0 = no validation set)")
     p.add_argument("--seed", type=int, default=DEFAULT_VAL_SEED, help="seed of the validation-group draw")
 
 
@@ -30,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p_rep = sub.add_parser("report", help="human-readable integrity report (missing files, per-class counts, groups)")
     _add_split_args(p_rep)
+    p_rep.add_argument("--no-per-class", action="store_true", help="omit the per-class count table")
 
     p_syn = sub.add_parser("synth", help="write the synthetic action dataset in UCF101's layout")
     p_syn.add_argument("--out", required=True, type=Path, help="dataset root to create (UCF-101/ and ucfTrainTestlist/)")
@@ -41,6 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     p_dl.add_argument("--root", required=True, type=Path, help="where UCF-101/ and ucfTrainTestlist/ will be extracted")
     p_dl.add_argument("--splits-only", action="store_true", help="only the split-list zip (~100 KB)")
     p_dl.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives after extraction")
+    p_dl.add_argument("--videos-url", default=None, help="mirror of UCF101.rar (default: the official URL)")
+    p_dl.add_argument("--splits-url", default=None,
+                      help="mirror of UCF101TrainTestSplits-RecognitionTask.zip (default: the official URL)")
+    p_dl.add_argument("--archive-dir", type=Path, default=None, help="where archives are downloaded (default ROOT/archives)")
+    p_dl.add_argument("--force", action="store_true",
+                      help="replace an existing UCF-101/ or ucfTrainTestlist/ not extracted by this command")
+    p_dl.add_argument("--retries", type=int, default=5, help="retries of a failed transfer (resumed, with backoff)")
+    p_dl.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     args = parser.parse_args(argv)
     try:
@@ -52,16 +73,24 @@ def main(argv: list[str] | None = None) -> int:
             from lib.data.ucf101 import format_report, integrity_report
 
             report = integrity_report(args.root, fold=args.fold, val_fraction=args.val_fraction, seed=args.seed)
-            print(format_report(report))
+            print(format_report(report, per_class=not args.no_per_class))
         elif args.command == "synth":
             from lib.data.synth import generate
 
             root = generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers)
             print(f"synthetic dataset ready at {root}")
         elif args.command == "download":
-            from lib.data.download import download_ucf101
+            import logging
 
-            download_ucf101(args.root, splits_only=args.splits_only, keep_archives=args.keep_archives)
+            from lib.data.download import UCF101_SPLITS_URL, UCF101_VIDEOS_URL, download_ucf101
+
+            logging.basicConfig(level=logging.INFO, format="%(message)s")
+            root = download_ucf101(
+                args.root, splits_only=args.splits_only, keep_archives=args.keep_archives,
+                videos_url=args.videos_url or UCF101_VIDEOS_URL, splits_url=args.splits_url or UCF101_SPLITS_URL,
+                archive_dir=args.archive_dir, force=args.force, retries=args.retries, progress=not args.no_progress)
+            what = "split lists" if args.splits_only else "videos and split lists"
+            print(f"UCF101 {what} ready and validated at {root}")
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
