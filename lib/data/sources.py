@@ -5,24 +5,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lib.data.errors import DatasetNotFoundError
-from lib.data.ucf101 import LIST_DIR_NAME, VIDEO_DIR_NAME
+from lib.data.ucf101 import dataset_dirs
 from lib.paths import resolve_path
 
 
 def resolve_dataset_root(dataset_root: str, *, synthetic_preset: str = "smoke", synthetic_seed: int = 0) -> Path:
     """``""`` -> the synthetic dataset of ``synthetic_preset`` (generated if missing or
     incomplete); otherwise ``dataset_root`` (repo-relative or absolute), which must hold
-    ``UCF-101/`` and ``ucfTrainTestlist/`` side by side."""
+    ``UCF-101/`` and ``ucfTrainTestlist/`` side by side (else DatasetNotFoundError saying how to
+    get it)."""
     if not dataset_root:
         from lib.data.synth import ensure_synthetic
 
         return ensure_synthetic(preset=synthetic_preset, seed=synthetic_seed)
     root = resolve_path(dataset_root)
-    missing = [name for name in (VIDEO_DIR_NAME, LIST_DIR_NAME) if not (root / name).is_dir()]
-    if missing:
-        raise DatasetNotFoundError(
-            root, f"not a UCF101-layout dataset root (missing {', '.join(missing)}/)",
-            f"run `python -m lib.data download --root {root}` for real UCF101, or set dataset_root to \"\" "
-            "for the embedded synthetic dataset")
+    dataset_dirs(root)
     return root
