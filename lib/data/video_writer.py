@@ -25,12 +25,13 @@ class Codec:
     pix_fmt: str  # storage pixel format
     lossless: bool
     codec_tag: str | None = None  # FourCC written in the container
+    qscale: int | None = None  # fixed quantiser (mpeg4: 2 = best .. 31); None = encoder default
     options: tuple[tuple[str, str], ...] = ()  # encoder private options
 
 
 CODECS: dict[str, Codec] = {
     # UCF101's own codec family (Xvid = MPEG-4 Part 2 ASP). qscale 4 ~ visually clean at 320x240.
-    "xvid": Codec("mpeg4", "yuv420p", lossless=False, codec_tag="XVID", options=(("qscale", "4"), ("g", "25"))),
+    "xvid": Codec("mpeg4", "yuv420p", lossless=False, codec_tag="XVID", qscale=4, options=(("g", "25"),)),
     # Lossless, compressed; stored as BGR0 so decode to RGB is a byte shuffle (bit-exact).
     "ffv1": Codec("ffv1", "bgr0", lossless=True),
     # Lossless, uncompressed (largest, fastest).
@@ -75,8 +76,15 @@ def write_video(
                     stream.pix_fmt = spec.pix_fmt
                     if spec.codec_tag:
                         stream.codec_context.codec_tag = spec.codec_tag
+                    if spec.qscale is not None:
+                        # Must be set on the codec context: as a private option ("qscale") the mpeg4
+                        # encoder ignores it and falls back to a 200 kb/s rate limit (smeared motion).
+                        stream.codec_context.qscale = spec.qscale
                     if spec.options:
                         stream.codec_context.options = dict(spec.options)
+                    # One encoder thread: slice threading makes the bytes depend on the core
+                    # count, and the dataset must be byte-identical on every machine.
+                    stream.codec_context.thread_count = 1
                 for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
                     container.mux(packet)
                 n_written += 1
