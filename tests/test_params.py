@@ -55,3 +55,20 @@ def test_study_loader_rejects_unknown_notebook_and_reserved_keys(tmp_path: Path)
     bad.write_text(f"{first}:\n  run_dir: /tmp/x\n")
     with pytest.raises(StudyError, match="run_dir"):
         load_study(bad)
+
+
+@pytest.mark.parametrize("notebook", sorted(NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda p: p.stem)
+def test_papermill_sees_every_parameter(notebook: Path) -> None:
+    # papermill silently drops a parameter line it cannot parse (e.g. an '=' inside the comment),
+    # and then "passes an unknown parameter" that the notebook never receives.
+    import ast
+    import json
+
+    cells = [c for c in json.loads(notebook.read_text())["cells"]
+             if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assigned = [node.target.id if isinstance(node, ast.AnnAssign) else node.targets[0].id
+                for node in ast.parse("".join(cells[0]["source"])).body
+                if isinstance(node, (ast.Assign, ast.AnnAssign))]
+    declared = papermill.inspect_notebook(str(notebook))
+    assert list(declared) == assigned
+    assert all(p["inferred_type_name"] != "None" for p in declared.values()), "annotate every parameter with its type"
