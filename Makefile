@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[notebooks,dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (latent-video-study)" >/dev/null
+	# strip notebook outputs on commit (keeps the `parameters` tag); only inside a git checkout
+	if [ -d .git ]; then $(BIN)/nbstripout --install --attributes .git/info/attributes; fi
 	touch $(STAMP)
 
 ## The study on the embedded default (synthetic dataset), notebooks 00 -> 07 via papermill.
