@@ -48,3 +48,125 @@ def class_frame_grid(
         row[0].set_ylabel(f"{record.class_name}\ng{record.group:02d} c{record.clip_number:02d}", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def reconstruction_strip(original, reconstruction, *, content_index: int, frames_shown: int = 8, title: str = "", psnr=None):
+    """Two rows for one clip: original frames over reconstructed frames (``frames_shown``
+    evenly spaced), the content frame outlined in orange; per-frame PSNR in the titles if given.
+    ``original``/``reconstruction``: (C, T, H, W) in [-1, 1]."""
+    import matplotlib.pyplot as plt
+
+    num_frames = original.shape[1]
+    positions = sorted(set(np.linspace(0, num_frames - 1, frames_shown).round().astype(int).tolist()) | {content_index})
+    fig, axes = plt.subplots(2, len(positions), figsize=(1.7 * len(positions), 3.2), squeeze=False)
+    for col, t in enumerate(positions):
+        for row, (label, clip) in enumerate((("original", original), ("reconstruction", reconstruction))):
+            ax = axes[row, col]
+            ax.imshow(tensor_to_frames(clip[:, t:t + 1])[0])
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if t == content_index:
+                for spine in ax.spines.values():
+                    spine.set_edgecolor("tab:orange")
+                    spine.set_linewidth(2.5)
+            if col == 0:
+                ax.set_ylabel(label, fontsize=8)
+        head = f"t={t}" + (" (content)" if t == content_index else "")
+        if psnr is not None:
+            head += f"\n{float(psnr[t]):.1f} dB"
+        axes[0, col].set_title(head, fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def per_frame_metric_plot(table, *, metrics: Sequence[str] = ("psnr", "ssim")):
+    """Lines of each metric over frame index, one line per (clip, method); ``table`` is a
+    DataFrame with columns clip, method, frame and the metrics."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for (clip, method), rows in table.groupby(["clip", "method"], sort=False):
+            ax.plot(rows["frame"], rows[metric], marker=".", linestyle="-" if method == "vae" else ":", label=f"{method}: {clip}")
+        ax.set_xlabel("frame")
+        ax.set_ylabel(metric.upper())
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def latent_channel_maps(latent, *, title: str = ""):
+    """Every latent channel (rows) at every latent time step (columns): ``latent`` (C, T', H', W').
+    One colour scale per channel so channels are comparable over time."""
+    import matplotlib.pyplot as plt
+
+    channels, steps = latent.shape[0], latent.shape[1]
+    fig, axes = plt.subplots(channels, steps, figsize=(0.9 * steps + 1.0, 0.6 * channels + 0.6), squeeze=False)
+    for c in range(channels):
+        lo, hi = float(latent[c].min()), float(latent[c].max())
+        for t in range(steps):
+            ax = axes[c, t]
+            ax.imshow(latent[c, t].numpy(), cmap="coolwarm", vmin=lo, vmax=hi)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if t == 0:
+                ax.set_ylabel(f"ch {c}", fontsize=6, rotation=0, ha="right", va="center")
+            if c == 0:
+                ax.set_title(f"t'={t}", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def scrub_view(original, reconstruction, latent, *, frame: int, channel: int):
+    """One view of the scrubber: original and reconstructed frame ``frame`` and latent channel
+    ``channel`` at the latent step that covers that frame."""
+    import matplotlib.pyplot as plt
+
+    num_frames, steps = original.shape[1], latent.shape[1]
+    step = min(frame * steps // num_frames, steps - 1)  # latent step t' covers frames [t'*T/T', (t'+1)*T/T')
+    fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
+    axes[0].imshow(tensor_to_frames(original[:, frame:frame + 1])[0])
+    axes[0].set_title(f"original, frame {frame}", fontsize=8)
+    axes[1].imshow(tensor_to_frames(reconstruction[:, frame:frame + 1])[0])
+    axes[1].set_title("reconstruction", fontsize=8)
+    image = axes[2].imshow(latent[channel, step].numpy(), cmap="coolwarm")
+    axes[2].set_title(f"latent channel {channel}, step {step}", fontsize=8)
+    fig.colorbar(image, ax=axes[2], fraction=0.046)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def latent_scrubber(original, reconstruction, latent):
+    """An ipywidgets scrubber over frames and latent channels (JupyterLab), plus a static
+    fallback: the view at frame 0 / channel 0 is drawn immediately, so a notebook executed
+    headless (papermill, nbmake) still shows a picture where the widget cannot render."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    display(scrub_view(original, reconstruction, latent, frame=0, channel=0))
+    plt.close("all")
+    try:
+        import ipywidgets as widgets
+    except ImportError:
+        return None
+    frame_slider = widgets.IntSlider(value=0, min=0, max=original.shape[1] - 1, description="frame")
+    channel_slider = widgets.IntSlider(value=0, min=0, max=latent.shape[0] - 1, description="channel")
+    output = widgets.Output()
+
+    def redraw(_change: object = None) -> None:
+        with output:
+            output.clear_output(wait=True)
+            display(scrub_view(original, reconstruction, latent, frame=frame_slider.value, channel=channel_slider.value))
+            plt.close("all")
+
+    frame_slider.observe(redraw, names="value")
+    channel_slider.observe(redraw, names="value")
+    return widgets.VBox([widgets.HBox([frame_slider, channel_slider]), output])

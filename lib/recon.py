@@ -1,0 +1,90 @@
+"""Reconstruction analysis behind notebook 01: which clips, how well the VAE rebuilds them, and
+how much smaller the latent is. Figures live in :mod:`lib.viz`.
+
+Tensors follow the reader's contract: clips are float32 (C, T, H, W) in [-1, 1]; batches add a
+leading B. PSNR/SSIM are computed on the [0, 1] scale (i.e. (x + 1) / 2), per frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from lib.data.clips import ClipSpec
+from lib.data.spatial import SpatialPolicy
+from lib.data.video import iter_clips
+
+
+@dataclass(frozen=True)
+class ClipSample:
+    """One clip to reconstruct: where it came from and its pixels (C, T, H, W) in [-1, 1]."""
+
+    name: str  # e.g. "MoveLeft/v_MoveLeft_g15_c01.avi @ 1.00s"
+    source: Path
+    start_time: float
+    frame_indices: tuple[int, ...]
+    pixels: torch.Tensor
+
+
+def load_clip_samples(
+    paths: Sequence[Path], *, spatial: SpatialPolicy, spec: ClipSpec = ClipSpec(), names: Sequence[str] | None = None
+) -> list[ClipSample]:
+    """The centre clip of each video, after ``spatial`` (the VAE's input policy)."""
+    samples = []
+    for i, path in enumerate(paths):
+        clip, pixels = next(iter_clips(path, spec=spec, mode="center", spatial=spatial))
+        label = names[i] if names is not None else Path(path).name
+        samples.append(ClipSample(f"{label} @ {clip.start_time:.2f}s", Path(path), clip.start_time, clip.frame_indices, pixels))
+    return samples
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """Outputs of :func:`reconstruct` for a batch of clips (B, C, T, H, W)."""
+
+    original: torch.Tensor
+    reconstruction: torch.Tensor
+    latent: torch.Tensor  # posterior mean, before layer norm: (B, z, T', H', W')
+    content_index: int  # frame whose 2D features condition the decoder: (T - 1) // 2
+
+
+@torch.inference_mode()
+def reconstruct(vae: torch.nn.Module, clips: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 2) -> Reconstruction:
+    """Encode (posterior mean) and decode ``clips`` (B, 3, T, H, W) with ``vae``, in batches."""
+    content_index = (clips.shape[2] - 1) // 2
+    recon, latents = [], []
+    for start in range(0, clips.shape[0], batch_size):
+        x = clips[start:start + batch_size].to(device)
+        z = vae.encode(x).mean  # (b, z, T', H', W')
+        # the decode path of vae.reconstruct(x, sample=False), kept explicit to also return z
+        x_rec = vae.decode(vae.normalize_latent(z), vae.content_features(x[:, :, content_index]))
+        latents.append(z.float().cpu())
+        recon.append(x_rec.float().clamp(-1, 1).cpu())
+    return Reconstruction(clips, torch.cat(recon), torch.cat(latents), content_index)
+
+
+def content_frame_baseline(clips: torch.Tensor) -> torch.Tensor:
+    """The trivial reconstruction: the content frame (T - 1) // 2 repeated for every frame."""
+    t_mid = (clips.shape[2] - 1) // 2
+    return clips[:, :, t_mid:t_mid + 1].expand_as(clips).clone()
+
+
+def psnr_per_frame(original: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of each frame, (B, C, T, H, W) -> (B, T), on the [0, 1] scale (peak 1)."""
+    mse = ((original.float() - reconstruction.float()) / 2).pow(2).mean(dim=(1, 3, 4))
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
+def compression_table(input_shape: Sequence[int], latent_shape: Sequence[int]) -> list[dict[str, object]]:
+    """Values and bytes of one clip as pixels vs as latent. Shapes are per clip: (C, T, H, W)."""
+    n_in, n_lat = math.prod(input_shape), math.prod(latent_shape)
+    return [
+        {"representation": "pixels (uint8 RGB)", "shape": "x".join(map(str, input_shape)), "values": n_in, "bytes": n_in, "ratio_values": 1.0},
+        {"representation": "pixels (fp16)", "shape": "x".join(map(str, input_shape)), "values": n_in, "bytes": 2 * n_in, "ratio_values": 1.0},
+        {"representation": "latent (fp16)", "shape": "x".join(map(str, latent_shape)), "values": n_lat, "bytes": 2 * n_lat,
+         "ratio_values": round(n_in / n_lat, 1)},
+    ]
