@@ -1,0 +1,572 @@
+"""Checkpoint loading, safety and conversion for the Reducio-VAE (lib/vae/loading.py, convert.py).
+
+Self-contained: checkpoints are made here from the ``local-smoke`` preset of the real model
+(random weights, same key names as the official files) in every shape the loader accepts.
+Nothing touches the network: the Hugging Face test runs in a subprocess with HF_HUB_OFFLINE=1
+and an empty temporary HF_HOME. Tests on ``../shared/reference`` skip when it is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+import lib.paths
+from lib.paths import REPO_ROOT
+from lib.vae import ReducioVAE, load_reducio
+from lib.vae import __main__ as vae_cli
+from lib.vae import convert as convert_mod
+from lib.vae.loading import (
+    DECODER_PREFIXES,
+    ENCODER_PREFIXES,
+    METADATA_KEY,
+    CheckpointConfigError,
+    CheckpointMismatchError,
+    CheckpointNotFoundError,
+    CorruptCheckpointError,
+    UnsafeCheckpointError,
+    coerce_config,
+    file_sha256,
+    infer_preset,
+    match_presets,
+    preset_from_filename,
+    save_reducio,
+)
+from lib.vae.presets import get_preset
+
+PRESET = "local-smoke"
+CLIP_SHAPE = (1, 3, 16, 32, 32)  # smallest clip the 6-level encoder accepts (latent 4 x 1 x 1)
+
+
+# =============================================================================================
+# Fixtures and helpers
+# =============================================================================================
+@pytest.fixture(scope="module")
+def state() -> dict[str, torch.Tensor]:
+    """A real local-smoke state dict with non-trivial values everywhere (norm weights too)."""
+    gen = torch.Generator().manual_seed(0)
+    model = ReducioVAE.from_preset(PRESET)
+    out = {}
+    for key, t in model.state_dict().items():
+        # pos_embed tables keep their sinusoid; everything else gets distinct random values
+        out[key] = t.clone() if key.endswith("pos_embed") else torch.randn(t.shape, generator=gen) * 0.05
+    return out
+
+
+@pytest.fixture(scope="module")
+def clip() -> torch.Tensor:
+    return torch.rand(CLIP_SHAPE, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+@pytest.fixture()
+def checkpoints_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty checkpoints/ for name lookups (the loader reads lib.paths.CHECKPOINTS_DIR at call time)."""
+    root = tmp_path / "checkpoints"
+    root.mkdir()
+    monkeypatch.setattr(lib.paths, "CHECKPOINTS_DIR", root)
+    return root
+
+
+def assert_loaded(vae: ReducioVAE, expected: dict[str, torch.Tensor], *, dtype: torch.dtype = torch.float32) -> None:
+    """Exactly ``expected`` (cast to dtype), in eval mode, nothing trainable."""
+    got = vae.state_dict()
+    assert sorted(got) == sorted(expected)
+    for key, value in expected.items():
+        assert got[key].dtype == dtype, key
+        assert torch.equal(got[key], value.to(dtype)), key
+    assert not vae.training
+    assert not any(p.requires_grad for p in vae.parameters())
+
+
+def encoder_part(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if k.startswith(ENCODER_PREFIXES)}
+
+
+def mismatch_message(excinfo: pytest.ExceptionInfo[CheckpointMismatchError]) -> str:
+    return str(excinfo.value)
+
+
+# =============================================================================================
+# Accepted layouts
+# =============================================================================================
+def test_lightning_style_ckpt_with_state_dict(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "model.ckpt"  # no preset in the name: the config comes from the shapes
+    torch.save({"state_dict": state, "epoch": 3, "global_step": 1200, "lr_schedulers": [{"last_epoch": 2}]}, path)
+    vae = load_reducio(path)
+    assert_loaded(vae, state)
+    info = vae.checkpoint_info
+    assert info.preset == PRESET and "shapes" in info.config_origin and info.parts == "all"
+    assert info.path == path.resolve()
+
+
+def test_plain_state_dict_with_ddp_prefix_and_loss_keys(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    loss = {
+        "loss.logvar": torch.zeros(()),
+        "loss.perceptual_loss.net.slice1.0.weight": torch.zeros(4, 3, 3, 3),
+        "loss.discriminator.main.1.num_batches_tracked": torch.tensor(7),  # int64, like BatchNorm counters
+    }
+    raw = {f"module.{k}": v for k, v in {**state, **loss}.items()}
+    path = tmp_path / "ddp.pt"
+    torch.save(raw, path)
+    vae = load_reducio(path, variant=PRESET)
+    assert_loaded(vae, state)
+    assert vae.checkpoint_info.skipped_loss_keys == len(loss)
+    assert vae.checkpoint_info.stripped_ddp_prefix
+
+
+def test_fp16_checkpoint_cast_to_requested_dtype(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    half = {k: v.half() for k, v in state.items()}
+    path = tmp_path / f"{PRESET}-fp16.pth"  # preset from the file name
+    torch.save({"state_dict": half}, path)
+    vae = load_reducio(path)
+    assert vae.checkpoint_info.file_dtypes == ("float16",)
+    assert "file name" in vae.checkpoint_info.config_origin
+    assert_loaded(vae, half, dtype=torch.float32)
+    assert_loaded(load_reducio(path, dtype="bf16"), half, dtype=torch.bfloat16)
+
+
+def test_safetensors_without_metadata(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "weights.safetensors"
+    save_file(state, str(path))
+    assert_loaded(load_reducio(path), state)  # shapes -> local-smoke
+    assert_loaded(load_reducio(path, variant=PRESET), state)
+    assert load_reducio(path, config=get_preset(PRESET)).checkpoint_info.config_origin == "from the config= argument"
+    with pytest.raises(CheckpointMismatchError) as excinfo:
+        load_reducio(path, variant="local-default")
+    message = mismatch_message(excinfo)
+    assert "preset 'local-default' (from variant='local-default'" in message
+    assert f"hint: the file's keys and shapes match preset '{PRESET}'" in message
+
+
+def test_safetensors_with_metadata_loads_alone(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    source = tmp_path / "run.ckpt"
+    torch.save({"state_dict": state}, source)
+    vae = load_reducio(source, variant=PRESET)
+    path = save_reducio(vae, tmp_path / "trained.safetensors", extra={"train_steps": 10})
+    with safe_open(str(path), framework="pt") as fh:
+        meta = json.loads(fh.metadata()[METADATA_KEY])
+    assert meta["params"] == vae.config.to_params()
+    assert (meta["parts"], meta["dtype"], meta["preset"], meta["train_steps"]) == ("all", "float32", PRESET, 10)
+    again = load_reducio(path)
+    assert_loaded(again, state)
+    assert METADATA_KEY in again.checkpoint_info.config_origin
+    with pytest.raises(CheckpointConfigError, match="contradicts the config stored in the file"):
+        load_reducio(path, variant="ft4")
+
+
+def test_yaml_and_wrapped_configs_are_accepted(shared_reference: Path) -> None:
+    params, preset = coerce_config(shared_reference / "reducio" / "configs" / "reducio_kl_ft4_fs32_z16_attn23.yaml")
+    assert preset == "reducio-ft4" and params["ddconfig"]["f_t"] == 2
+    small = json.loads((shared_reference / "reducio" / "small_config.json").read_text())
+    assert coerce_config(small)[1] == "reference-small"  # the whole section ({"params": ...}) is unwrapped
+
+
+# =============================================================================================
+# Strictness: every disagreement is an error that lists it
+# =============================================================================================
+def test_missing_keys_listed_with_counts_file_and_config(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    dropped = sorted(k for k in state if k.startswith("encoder_3d.down.1."))[:3] + ["decoder.conv_out.bias"]
+    path = tmp_path / "truncated.ckpt"
+    torch.save({"state_dict": {k: v for k, v in state.items() if k not in dropped}}, path)
+    with pytest.raises(CheckpointMismatchError) as excinfo:
+        load_reducio(path, variant=PRESET)
+    err = excinfo.value
+    message = str(err)
+    assert str(path) in message
+    assert f"preset '{PRESET}'" in message and "ch=32" in message  # names the config
+    assert "4 missing key(s)" in message and "by prefix: encoder_3d. 3, decoder. 1" in message
+    assert all(k in message for k in dropped)
+    assert sorted(err.missing) == sorted(dropped) and not err.unexpected and not err.mismatched
+    # without a hint the file's shapes match no preset: a config error that shows the closest one
+    with pytest.raises(CheckpointConfigError, match=rf"match no preset \({PRESET}: 4 keys differ"):
+        load_reducio(path)
+
+
+def test_many_missing_keys_are_abbreviated(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "encoder-only.safetensors"
+    save_file(encoder_part(state), str(path))
+    with pytest.raises(CheckpointMismatchError) as excinfo:
+        load_reducio(path, parts="all", variant=PRESET)
+    message = str(excinfo.value)
+    n_missing = len(state) - len(encoder_part(state))
+    assert f"{n_missing} missing key(s)" in message and "more)" in message
+    assert "hint: the file holds only the encoder" in message
+    # the default (parts=None) loads what the file holds
+    vae = load_reducio(path, variant=PRESET)
+    assert vae.checkpoint_info.parts == "encoder"
+    assert_loaded(vae, encoder_part(state))
+
+
+def test_shape_mismatch_is_an_error(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    key = "encoder_3d.down.3.downsample.conv.weight"  # the key where ft4 and ft2 differ
+    bad = dict(state)
+    bad[key] = torch.zeros(*state[key].shape[:2], 1, 3, 3)
+    path = tmp_path / "bad-shape.ckpt"
+    torch.save(bad, path)
+    with pytest.raises(CheckpointMismatchError) as excinfo:
+        load_reducio(path, variant=PRESET)
+    message = str(excinfo.value)
+    assert f"{key}: file (64, 64, 1, 3, 3) vs model (64, 64, 3, 3, 3)" in message
+    assert excinfo.value.mismatched == [(key, (64, 64, 1, 3, 3), (64, 64, 3, 3, 3))]
+
+
+def test_unexpected_key_is_an_error(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "extra.ckpt"
+    torch.save({**state, "encoder_3d.extra.weight": torch.zeros(3), "ema.decay": torch.tensor(0.99)}, path)
+    with pytest.raises(CheckpointMismatchError) as excinfo:
+        load_reducio(path, variant=PRESET)
+    assert sorted(excinfo.value.unexpected) == ["ema.decay", "encoder_3d.extra.weight"]
+    assert "2 unexpected key(s)" in str(excinfo.value)
+    # an unexpected encoder-side key is an error with parts="encoder" too
+    with pytest.raises(CheckpointMismatchError, match="encoder_3d.extra.weight"):
+        load_reducio(path, variant=PRESET, parts="encoder")
+
+
+def test_encoder_parts_ignore_decoder_keys_but_need_encoder_keys(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    full = tmp_path / f"{PRESET}.ckpt"
+    torch.save({"state_dict": state}, full)
+    vae = load_reducio(full, parts="encoder")
+    assert_loaded(vae, encoder_part(state))
+    assert not hasattr(vae, "decoder") and not hasattr(vae, "encoder_2d")
+    assert vae.checkpoint_info.ignored_decoder_keys == len(state) - len(encoder_part(state))
+    # a file lacking decoder keys is fine for the encoder, one lacking an encoder key is not
+    no_decoder = {k: v for k, v in state.items() if not k.startswith("decoder.")}
+    torch.save(no_decoder, tmp_path / "no-decoder.pt")
+    assert_loaded(load_reducio(tmp_path / "no-decoder.pt", variant=PRESET, parts="encoder"), encoder_part(state))
+    no_quant = {k: v for k, v in state.items() if not k.startswith("quant_conv.")}
+    torch.save(no_quant, tmp_path / "no-quant.pt")
+    with pytest.raises(CheckpointMismatchError, match=r"(?s)2 missing key\(s\).*by prefix: quant_conv. 2"):
+        load_reducio(tmp_path / "no-quant.pt", variant=PRESET, parts="encoder")
+
+
+def test_tensors_not_in_the_state_dict_are_materialised(tmp_path: Path, state: dict[str, torch.Tensor],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Meta-device construction must not leave a non-persistent buffer on meta (it is not in any file)."""
+    import lib.vae.loading as loading
+
+    class WithBuffer(ReducioVAE):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            self.register_buffer("table", torch.arange(4, dtype=torch.float32), persistent=False)
+
+    monkeypatch.setattr(loading, "ReducioVAE", WithBuffer)
+    path = tmp_path / "w.safetensors"
+    save_file(state, str(path))
+    vae = load_reducio(path, variant=PRESET, dtype=torch.float16)
+    assert_loaded(vae, state, dtype=torch.float16)
+    assert not vae.table.is_meta and torch.equal(vae.table, torch.arange(4, dtype=torch.float16))
+
+
+def test_truncated_files_are_reported_not_crashed(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    good_pt, good_st = tmp_path / "good.ckpt", tmp_path / "good.safetensors"
+    torch.save({"state_dict": state}, good_pt)
+    save_file(state, str(good_st))
+    for good in (good_pt, good_st):
+        cut = tmp_path / f"cut{good.suffix}"
+        cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+        with pytest.raises(CorruptCheckpointError, match="truncated") as excinfo:
+            load_reducio(cut, variant=PRESET)
+        assert str(cut) in str(excinfo.value)
+
+
+def test_no_state_dict_inside(tmp_path: Path) -> None:
+    path = tmp_path / "hparams.ckpt"
+    torch.save({"epoch": 1, "hyper_parameters": {"lr": 1e-4}}, path)
+    with pytest.raises(CorruptCheckpointError, match=r"holds no state dict: a dict with keys \['epoch', 'hyper_parameters'\]"):
+        load_reducio(path, variant=PRESET)
+
+
+# =============================================================================================
+# Pickle safety: refused, explained, never executed
+# =============================================================================================
+class _Payload:
+    """A custom class: needs an import of this test module to unpickle."""
+
+    def __init__(self) -> None:
+        self.note = "custom object"
+
+
+class _SystemCall:
+    """Unpickling this calls os.system(command): it would create the marker file."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, (self.command,))
+
+
+@pytest.mark.parametrize("layout", ["zip", "legacy", "raw-pickle"])
+def test_malicious_pickle_refused_and_not_executed(tmp_path: Path, state: dict[str, torch.Tensor], layout: str) -> None:
+    import pickle
+
+    marker = tmp_path / "PWNED"
+    payload = {"state_dict": encoder_part(state), "callback": _SystemCall(f"touch {marker}")}
+    path = tmp_path / f"evil-{layout}.ckpt"
+    if layout == "zip":
+        torch.save(payload, path)
+    elif layout == "legacy":
+        torch.save(payload, path, _use_new_zipfile_serialization=False)
+    else:
+        with open(path, "wb") as fh:
+            pickle.dump(payload, fh, protocol=4)
+    with pytest.raises(UnsafeCheckpointError) as excinfo:
+        load_reducio(path, variant=PRESET)
+    assert not marker.exists(), "the payload ran"
+    message = str(excinfo.value)
+    assert str(path) in message
+    assert "system" in message  # what was found (posix.system / nt.system)
+    assert "was not executed" in message and "trust" in message and "safetensors" in message  # why + how
+
+
+def test_custom_class_pickle_refused(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "custom.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": _Payload()}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"_Payload"):
+        load_reducio(path, variant=PRESET)
+
+
+# =============================================================================================
+# Sources: preset names in checkpoints/, Hugging Face references
+# =============================================================================================
+def test_preset_name_found_in_checkpoints(checkpoints_dir: Path, state: dict[str, torch.Tensor]) -> None:
+    src = checkpoints_dir / "source-weights.ckpt"  # not named after the preset: never a candidate
+    torch.save(state, src)
+    full = load_reducio(src, variant=PRESET)
+    save_reducio(full, checkpoints_dir / f"{PRESET}.safetensors")
+    save_reducio(load_reducio(src, variant=PRESET, parts="encoder"), checkpoints_dir / f"{PRESET}-encoder-fp16.safetensors",
+                 dtype="fp16")
+    assert load_reducio(PRESET).checkpoint_info.path.name == f"{PRESET}.safetensors"
+    enc = load_reducio(PRESET, parts="encoder", dtype=torch.float16)
+    assert enc.checkpoint_info.path.name == f"{PRESET}-encoder-fp16.safetensors"
+    assert_loaded(enc, {k: v.half() for k, v in encoder_part(state).items()}, dtype=torch.float16)
+    with pytest.raises(CheckpointNotFoundError, match=r"(?s)no checkpoint for preset 'local-default'.*python -m lib.vae train"):
+        load_reducio("local-default")
+    with pytest.raises(CheckpointNotFoundError, match="neither an existing file nor a preset"):
+        load_reducio("no-such-preset")
+
+
+def test_preset_lookup_prefers_full_model_and_reports_ties(checkpoints_dir: Path, state: dict[str, torch.Tensor]) -> None:
+    torch.save({"state_dict": state}, checkpoints_dir / f"{PRESET}-run1.ckpt")
+    enc = load_reducio(checkpoints_dir / f"{PRESET}-run1.ckpt", parts="encoder")
+    save_reducio(enc, checkpoints_dir / f"{PRESET}-encoder.safetensors")
+    assert load_reducio(PRESET).checkpoint_info.path.name == f"{PRESET}-run1.ckpt"  # the full model first
+    assert load_reducio(PRESET, parts="encoder").checkpoint_info.path.name == f"{PRESET}-encoder.safetensors"
+    torch.save({"state_dict": state}, checkpoints_dir / f"{PRESET}_run2.pt")
+    with pytest.raises(CheckpointConfigError, match=rf"several checkpoints fit '{PRESET}'.*{PRESET}-run1.ckpt, {PRESET}_run2.pt"):
+        load_reducio(PRESET)
+    assert load_reducio(PRESET, parts="encoder").checkpoint_info.path.name == f"{PRESET}-encoder.safetensors"
+
+
+def test_file_kind_is_sniffed_and_duplicate_keys_refused(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    misnamed = tmp_path / "weights.ckpt"  # really a safetensors file: read as one, never unpickled
+    save_file(state, str(misnamed))
+    assert_loaded(load_reducio(misnamed, variant=PRESET), state)
+    key = "quant_conv.bias"
+    torch.save({**state, f"module.{key}": state[key]}, tmp_path / "dupes.pt")
+    with pytest.raises(CorruptCheckpointError, match=rf"'{key}' and 'module.{key}' name the same weight"):
+        load_reducio(tmp_path / "dupes.pt", variant=PRESET)
+
+
+def test_hf_reference_uses_checkpoints_copy_without_network(checkpoints_dir: Path, state: dict[str, torch.Tensor]) -> None:
+    # A file named like the official ft4 file in checkpoints/ is taken as is (no Hub call). Its
+    # name says ft4, its shapes say local-smoke: the error says both.
+    torch.save({"state_dict": state}, checkpoints_dir / "reducio-ft4-fs32-attn23.ckpt")
+    with pytest.raises(CheckpointMismatchError) as excinfo:
+        load_reducio("hf://microsoft/Reducio-VAE/reducio-ft4-fs32-attn23.ckpt")
+    message = str(excinfo.value)
+    assert str(checkpoints_dir / "reducio-ft4-fs32-attn23.ckpt") in message
+    assert "preset 'reducio-ft4' (from the file name" in message and f"match preset '{PRESET}'" in message
+
+
+def test_hf_offline_gives_clear_error(tmp_path: Path) -> None:
+    """HF_HUB_OFFLINE=1 + an empty temporary HF_HOME, in a subprocess (the hub reads them at import)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), LVS_CHECKPOINTS_DIR=str(tmp_path / "ckpts"),
+               PYTHONPATH=str(REPO_ROOT))
+    custom_cache = tmp_path / "custom-cache"
+    code = (
+        "import sys\n"
+        "from lib.vae.loading import load_reducio, CheckpointDownloadError\n"
+        "for src, cache in (('hf://microsoft/Reducio-VAE/reducio-ft4-fs32-attn23.ckpt', None), ('ft2', None),\n"
+        "                   ('ft4', sys.argv[1])):\n"
+        "    try:\n"
+        "        load_reducio(src, cache_dir=cache)\n"
+        "    except CheckpointDownloadError as err:\n"
+        "        print(str(err).replace('\\n', ' '))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(custom_cache)], env=env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3, proc.stdout + proc.stderr
+    names = ("reducio-ft4-fs32-attn23.ckpt", "reducio-ft2-fs32-attn23.ckpt", "reducio-ft4-fs32-attn23.ckpt")
+    caches = (tmp_path / "hf" / "hub", tmp_path / "hf" / "hub", custom_cache)
+    for line, name, cache in zip(lines, names, caches):
+        assert f"hf://microsoft/Reducio-VAE/{name}" in line
+        assert "HF_HUB_OFFLINE is set" in line
+        assert "https://huggingface.co/microsoft/Reducio-VAE" in line
+        assert str(tmp_path / "ckpts" / name) in line  # where to put it by hand
+        assert f"not in the Hugging Face cache ({cache})" in line  # the cache that was searched
+    assert not any(tmp_path.rglob("*.ckpt"))
+
+
+def test_missing_path_and_bad_hf_reference(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointNotFoundError, match="no such file"):
+        load_reducio(tmp_path / "absent.ckpt")
+    with pytest.raises(CheckpointNotFoundError, match="for the Hub write hf://microsoft/Reducio-VAE"):
+        load_reducio("microsoft/Reducio-VAE/reducio-ft4-fs32-attn23.ckpt")
+    with pytest.raises(CheckpointNotFoundError, match="pass hf://microsoft/Reducio-VAE/reducio-ft2-fs32-attn23.ckpt"):
+        load_reducio(tmp_path / "reducio-ft2-fs32-attn23.ckpt")
+    with pytest.raises(CheckpointNotFoundError, match="must name a file"):
+        load_reducio("hf://microsoft/Reducio-VAE")
+
+
+# =============================================================================================
+# Conversion
+# =============================================================================================
+def test_encoder_only_conversion_round_trips(tmp_path: Path, state: dict[str, torch.Tensor], clip: torch.Tensor) -> None:
+    src = tmp_path / f"{PRESET}-release.ckpt"
+    torch.save({"state_dict": {**state, "loss.logvar": torch.zeros(())}}, src)
+    full = convert_mod.convert_checkpoint(src, tmp_path / "full.safetensors")
+    enc = convert_mod.convert_checkpoint(src, tmp_path / "enc16.safetensors", parts="encoder", dtype="fp16")
+    enc32 = convert_mod.convert_checkpoint(src, tmp_path / "enc32.safetensors", parts="encoder")
+    with safe_open(enc.destination, framework="pt") as fh:
+        keys = list(fh.keys())
+        meta = json.loads(fh.metadata()[METADATA_KEY])
+    assert keys and all(k.startswith(ENCODER_PREFIXES) for k in keys)
+    assert not any(k.startswith(DECODER_PREFIXES) for k in keys)
+    assert enc.size_bytes < enc32.size_bytes < full.size_bytes < src.stat().st_size
+    assert enc.size_bytes < 0.55 * enc32.size_bytes  # fp16 halves it
+    assert meta["params"] == ReducioVAE.from_preset(PRESET, device="meta").config.to_params()
+    assert (meta["parts"], meta["dtype"], meta["preset"], meta["source_file"]) == ("encoder", "float16", PRESET, src.name)
+    assert meta["source_sha256"] == file_sha256(src) == enc.source_sha256
+    # round trip: same weights -> bit-identical encoder outputs
+    reference = load_reducio(src, parts="encoder")
+    converted = load_reducio(enc32.destination)  # no other argument
+    assert converted.checkpoint_info.parts == "encoder"
+    with torch.no_grad():
+        assert torch.equal(reference.encode(clip).moments, converted.encode(clip).moments)
+        ref16 = load_reducio(src, parts="encoder", dtype=torch.float16)
+        got16 = load_reducio(enc.destination, dtype=torch.float16)
+        assert_loaded(got16, dict(ref16.state_dict()), dtype=torch.float16)
+        assert torch.equal(ref16.float().encode(clip).moments, got16.float().encode(clip).moments)
+    assert_loaded(load_reducio(full.destination), state)
+
+
+def test_conversion_write_is_atomic(tmp_path: Path, state: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch) -> None:
+    src = tmp_path / "src.ckpt"
+    torch.save(state, src)
+    import safetensors.torch
+
+    def failing_save(tensors: dict, filename: str, metadata: dict | None = None) -> None:
+        Path(filename).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", failing_save)
+    dst = tmp_path / "out.safetensors"
+    with pytest.raises(OSError, match="disk full"):
+        convert_mod.convert_checkpoint(src, dst, variant=PRESET)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src.ckpt"]  # no dst, no temp file
+
+
+def test_converter_cli_subprocess(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    src = tmp_path / "vae.ckpt"
+    torch.save({"state_dict": state}, src)
+    dst = tmp_path / "out" / "vae-encoder-fp16.safetensors"
+    cmd = [sys.executable, "-m", "lib.vae", "convert", str(src), str(dst), "--parts", "encoder", "--dtype", "fp16",
+           "--variant", PRESET]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["destination"] == str(dst) and report["parts"] == "encoder" and report["dtype"] == "float16"
+    assert report["num_tensors"] == len(encoder_part(state))
+    assert load_reducio(dst).checkpoint_info.preset == PRESET
+
+
+def test_converter_cli_errors_in_process(tmp_path: Path, state: dict[str, torch.Tensor],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "vae.ckpt"
+    torch.save(state, src)
+    dst = tmp_path / "vae.safetensors"
+    assert convert_mod.main([str(src), str(dst), "--variant", PRESET]) == 0
+    capsys.readouterr()
+    assert convert_mod.main([str(src), str(dst), "--variant", PRESET]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert convert_mod.main([str(src), str(dst), "--variant", PRESET, "--overwrite", "--dtype", "bf16"]) == 0
+    assert load_reducio(dst).checkpoint_info.file_dtypes == ("bfloat16",)
+    assert convert_mod.main([str(src), str(tmp_path / "x.ckpt")]) == 1
+    assert "must be a .safetensors file" in capsys.readouterr().err
+
+
+def test_cli_dispatch(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[list[str]] = []
+    fake = types.ModuleType("lib.vae.train")
+    fake.main = lambda argv: seen.append(list(argv)) or 0  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "lib.vae.train", fake)
+    assert vae_cli.main(["train", "--preset", "local-smoke", "--steps", "3"]) == 0
+    assert seen == [["--preset", "local-smoke", "--steps", "3"]]
+    assert vae_cli.main([]) == 2 and "commands:" in capsys.readouterr().out
+    assert vae_cli.main(["bogus"]) == 2 and "unknown command 'bogus'" in capsys.readouterr().err
+
+
+# =============================================================================================
+# Variant inference
+# =============================================================================================
+def test_variant_from_file_name() -> None:
+    assert preset_from_filename("reducio-ft4-fs32-attn23.ckpt") == "reducio-ft4"
+    assert preset_from_filename("reducio-ft2-fs32-attn23.ckpt") == "reducio-ft2"
+    assert preset_from_filename("my_FT2_weights.safetensors") == "reducio-ft2"
+    assert preset_from_filename("shift4.ckpt") is None and preset_from_filename("ft42.pt") is None
+    assert preset_from_filename("local-default-step100.safetensors") == "local-default"
+
+
+def test_variant_from_shapes_of_meta_models() -> None:
+    for name in ("reducio-ft4", "reducio-ft2", PRESET):
+        shapes = {k: tuple(v.shape) for k, v in ReducioVAE.from_preset(name, device="meta").state_dict().items()}
+        assert infer_preset(shapes) == name
+        assert infer_preset({k: s for k, s in shapes.items() if k.startswith(ENCODER_PREFIXES)}) == name
+
+
+# =============================================================================================
+# Reference data (../shared/reference; skipped when absent)
+# =============================================================================================
+def test_official_listings_give_ft4_and_ft2(shared_reference: Path) -> None:
+    """The released key->shape listings (with their loss.* keys) resolve to the right variant; they
+    differ exactly in the two documented shapes."""
+    listings = {}
+    for name, file in (("reducio-ft4", "official_config_state_dict.json"), ("reducio-ft2", "official_config_ft2_state_dict.json")):
+        keys = json.loads((shared_reference / "reducio" / file).read_text())["keys"]
+        shapes = {k: tuple(v["shape"]) for k, v in keys.items()}
+        listings[name] = shapes
+        assert any(k.startswith("loss.") for k in shapes)
+        assert infer_preset(shapes) == name
+        assert match_presets(shapes)[0] == (name, 0)
+    differ = sorted(k for k in listings["reducio-ft4"] if listings["reducio-ft4"][k] != listings["reducio-ft2"][k])
+    assert differ == ["decoder.mid.fuse.0.pos_embed", "encoder_3d.down.3.downsample.conv.weight"]
+
+
+def test_small_reference_weights(shared_reference: Path) -> None:
+    ref = shared_reference / "reducio"
+    small = json.loads((ref / "small_config.json").read_text())
+    path = ref / "small_weights_fp16.safetensors"
+    vae = load_reducio(path, config=small["params"])
+    with safe_open(str(path), framework="pt") as fh:
+        expected = {k: fh.get_tensor(k) for k in fh.keys()}
+    assert_loaded(vae, expected, dtype=torch.float32)
+    assert vae.checkpoint_info.preset == "reference-small"
+    assert load_reducio(path).checkpoint_info.preset == "reference-small"  # also from the shapes alone
+    with safe_open(str(ref / "small_io_float32.safetensors"), framework="pt") as fh:
+        x, moments = fh.get_tensor("caseA.input"), fh.get_tensor("caseA.moments")
+    encoder = load_reducio(path, config=small, parts="encoder")
+    with torch.no_grad():
+        torch.testing.assert_close(encoder.encode(x).moments, moments, atol=1e-4, rtol=1e-4)
