@@ -160,6 +160,16 @@ def test_released_parameter_and_key_counts(name: str, expected: dict[str, int], 
     assert all(not p.requires_grad for n, p in model.named_parameters() if n.endswith("pos_embed"))
 
 
+@pytest.mark.parametrize(("name", "total", "encoder_path"), [
+    ("reference-small", 6_865_171, 1_933_536),
+    ("local-default", 5_859_539, 1_933_536),
+    ("local-smoke", 5_167_475, 1_739_776),
+])
+def test_small_preset_sizes(name: str, total: int, encoder_path: int) -> None:
+    assert _params(ReducioVAE.from_preset(name, device="meta")) == total
+    assert _params(ReducioVAE.from_preset(name, parts="encoder", device="meta")) == encoder_path
+
+
 def test_ft4_vs_ft2_shapes() -> None:
     ft4 = _shapes(ReducioVAE.from_preset("reducio-ft4", device="meta"))
     ft2 = _shapes(ReducioVAE.from_preset("reducio-ft2", device="meta"))

@@ -6,7 +6,10 @@
 - ``reference-small``: the small config the parity reference data were produced with.
 - ``local-smoke`` / ``local-default``: reduced widths for a VAE trained locally on CPU. They keep
   the released geometry (6 levels, temporal factor 4, spatial factor 32, 16 latent channels,
-  fusion at levels 2, 3 and mid) so latents have the released shapes.
+  fusion at levels 2, 3 and mid) so latents have the released shapes. Parameters (total /
+  encoder path): local-smoke 5.17 M / 1.74 M, local-default 5.86 M / 1.93 M, reference-small
+  6.87 M / 1.93 M (released ft4: 437.1 M / 141.9 M). On the 2-core CI CPU a training step
+  (batch 2, 16x64x64, float32) takes ~3 s for local-default; local-smoke at 16x32x32 ~0.6 s.
 
 Values are literals here on purpose: nothing is read from disk at run time.
 """
