@@ -8,7 +8,7 @@ leading B. PSNR/SSIM are computed on the [0, 1] scale (i.e. (x + 1) / 2), per fr
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,10 +73,27 @@ def content_frame_baseline(clips: torch.Tensor) -> torch.Tensor:
     return clips[:, :, t_mid:t_mid + 1].expand_as(clips).clone()
 
 
-def psnr_per_frame(original: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of each frame, (B, C, T, H, W) -> (B, T), on the [0, 1] scale (peak 1)."""
-    mse = ((original.float() - reconstruction.float()) / 2).pow(2).mean(dim=(1, 3, 4))
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+def per_frame(metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], original: torch.Tensor,
+              reconstruction: torch.Tensor) -> torch.Tensor:
+    """Apply a per-sample image metric of :mod:`lib.vae.losses` (``psnr``, ``ssim``: data range
+    2 on [-1, 1], the same as peak 1 on [0, 1]) to every frame: (B, C, T, H, W) -> (B, T)."""
+    b, _, t = original.shape[:3]
+    a, r = (v.float().transpose(1, 2).flatten(0, 1) for v in (original, reconstruction))  # (B*T, C, H, W)
+    return metric(a, r).reshape(b, t)
+
+
+def frame_metrics(rec: Reconstruction, names: Sequence[str]) -> list[dict[str, object]]:
+    """Rows (clip, method, frame, psnr, ssim) for the VAE and the content-frame baseline."""
+    from lib.vae.losses import psnr, ssim
+
+    rows: list[dict[str, object]] = []
+    for method, estimate in (("vae", rec.reconstruction), ("content-frame baseline", content_frame_baseline(rec.original))):
+        psnr_bt, ssim_bt = per_frame(psnr, rec.original, estimate), per_frame(ssim, rec.original, estimate)
+        for i, name in enumerate(names):
+            for t in range(rec.original.shape[2]):
+                rows.append({"clip": name, "method": method, "frame": t,
+                             "psnr": float(psnr_bt[i, t]), "ssim": float(ssim_bt[i, t])})
+    return rows
 
 
 def compression_table(input_shape: Sequence[int], latent_shape: Sequence[int]) -> list[dict[str, object]]:
