@@ -33,21 +33,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from lib.env_check import cpu_model  # noqa: E402
 from lib.data.spatial import CropPolicy, SpatialPolicy  # noqa: E402
 from lib.data.video import iter_clip_frames, iter_clips  # noqa: E402
 from lib.data.video_writer import write_video  # noqa: E402
 
 GOAL = 0.90
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def machine_lines() -> list[str]:

@@ -41,7 +41,8 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (Linux /proc/cpuinfo), else what platform reports."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -64,7 +65,7 @@ def device_report() -> dict[str, Any]:
     import torch
 
     report: dict[str, Any] = {
-        "cpu": _cpu_model(), "cpu_cores": os.cpu_count(), "ram_gib": _total_ram_gib(),
+        "cpu": cpu_model(), "cpu_cores": os.cpu_count(), "ram_gib": _total_ram_gib(),
         "torch_threads": torch.get_num_threads(), "torch_cuda_build": torch.version.cuda,
         "cuda_available": torch.cuda.is_available(),
         "mps_available": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()),

@@ -9,16 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lib.errors import ActionableError
 
-class DataError(ValueError):
-    """Base class: ``path`` at fault, ``reason`` (what was wrong) and ``fix`` (what to do)."""
+
+class DataError(ActionableError):
+    """Base class: ``path`` at fault (a Path), ``reason`` (what was wrong) and ``fix`` (what to do)."""
 
     def __init__(self, path: str | os.PathLike[str] | None, reason: str, fix: str = "") -> None:
+        super().__init__(path, reason, fix)
         self.path: Path | None = Path(path) if path is not None else None
-        self.reason = reason
-        self.fix = fix
-        where = f"{self.path}: " if self.path is not None else ""
-        super().__init__(f"{where}{reason}" + (f". Fix: {fix}" if fix else ""))
 
 
 # --- videos ---------------------------------------------------------------------------------

@@ -84,6 +84,7 @@ import torch
 
 import lib.paths as _paths
 from lib.env_check import REDUCIO_CHECKPOINT_FILES, REDUCIO_HF_REPO
+from lib.errors import ActionableError
 from lib.vae.config import ReducioConfig
 from lib.vae.model import ReducioVAE
 from lib.vae.presets import PRESETS, get_preset
@@ -130,15 +131,14 @@ _LIST_HEAD = 8  # how many names an error message lists before "(+N more)"
 # ------------------------------------------------------------------------------------------------
 # Errors: each names the file, what was wrong and the fix
 # ------------------------------------------------------------------------------------------------
-class CheckpointError(ValueError):
+class CheckpointError(ActionableError):
     """Base class: ``path`` at fault (or the source text), ``reason`` and ``fix``."""
 
+    fix_separator = "\nFix: "
+
     def __init__(self, path: str | os.PathLike[str] | None, reason: str, fix: str = "") -> None:
+        super().__init__(path, reason, fix)
         self.path = str(path) if path is not None else None
-        self.reason = reason
-        self.fix = fix
-        where = f"{self.path}: " if self.path is not None else ""
-        super().__init__(f"{where}{reason}" + (f"\nFix: {fix}" if fix else ""))
 
 
 class CheckpointNotFoundError(CheckpointError):
