@@ -1,0 +1,199 @@
+"""Losses and metrics for training and evaluating the Reducio-VAE on clips in [-1, 1].
+
+The official recipe (``LPIPSWithDiscriminator`` in the released config) is: L1 reconstruction +
+0.1 x LPIPS (VGG16) + a 3D PatchGAN after 10k steps + ``kl_weight = 1e-6`` x KL, where the
+reconstruction and KL terms are both **sums** over all values divided by the batch size.
+LPIPS needs downloaded VGG weights and the GAN needs tens of thousands of steps, so the local
+recipe (see :class:`VAELossWeights`) replaces them with terms that work from step 0 offline:
+
+- ``l1``: mean absolute error over every pixel (the official reconstruction norm);
+- ``ssim``: ``1 - SSIM``, gaussian window (11, sigma 1.5), computed per frame, i.e. the 2D SSIM
+  of Wang et al. applied to each of the T frames and averaged (a structural term standing in
+  for LPIPS: it rewards edges and texture that L1 alone blurs away);
+- ``grad``: L1 between finite differences along H, W and T of the reconstruction and the target
+  (sharp edges and, along T, the motion itself: a decoder that just repeats the content frame
+  has zero temporal gradient and pays for every moving pixel);
+- ``kl``: KL of the posterior to N(0, I), summed over the latent and divided by the number of
+  pixel values of the clip, with weight 1e-6. Dividing by the pixel count is what makes the
+  official weight carry over: the official loss is ``sum|x - x'| + 1e-6 * sum KL``; ours is that
+  same expression divided by the number of pixel values (mean L1), a constant rescaling of the
+  whole loss. The KL is a weak regulariser here on purpose: the decoder sees the latent only after
+  the per-sample layer norm, so its absolute scale is free anyway; the KL mainly keeps the
+  log-variances from drifting to the clamp.
+
+All functions take float tensors shaped (B, C, T, H, W) (videos) or (B, C, H, W) (images) and
+work per sample, so metrics can be averaged over clips.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+# Stabilising constants of SSIM (Wang et al. 2004): C1 = (K1 L)^2, C2 = (K2 L)^2.
+SSIM_K1 = 0.01
+SSIM_K2 = 0.03
+# Data range of clips in [-1, 1]: PSNR/SSIM on [-1, 1] with range 2 equal those on [0, 1] with 1.
+UNIT_RANGE = 2.0
+
+
+def _as_frames(x: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+    """(B, C, T, H, W) -> (B*T, C, H, W), B, T; (B, C, H, W) passes through with T = 1."""
+    if x.ndim == 5:
+        b, c, t, h, w = x.shape
+        return x.transpose(1, 2).reshape(b * t, c, h, w), b, t
+    if x.ndim == 4:
+        return x, x.shape[0], 1
+    raise ValueError(f"expected (B, C, T, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
+
+
+def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
+    if x.shape != y.shape:
+        raise ValueError(f"shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if not (x.is_floating_point() and y.is_floating_point()):
+        raise ValueError(f"expected float tensors, got {x.dtype} and {y.dtype}")
+
+
+def gaussian_window(size: int, sigma: float, *, dtype: torch.dtype = torch.float32,
+                    device: torch.device | str | None = None) -> torch.Tensor:
+    """Normalised 1D gaussian (size,), centred on the middle tap (``size`` odd)."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"window size must be a positive odd number, got {size}")
+    coords = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    return (g / g.sum()).to(dtype=dtype, device=device)
+
+
+def ssim(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    data_range: float = UNIT_RANGE,
+    window_size: int = 11,
+    sigma: float = 1.5,
+) -> torch.Tensor:
+    """Per-sample SSIM (B,) of ``x`` against ``y``, each (B, C, T, H, W) or (B, C, H, W).
+
+    Videos are scored frame by frame (2D SSIM per frame, then averaged over T, C, H, W), the
+    usual "SSIM of a video" and what the official evaluation reports. The gaussian filter is
+    separable and applied without padding ("valid"), so border pixels are not biased by a fake
+    zero frame; a frame smaller than the window uses the largest odd window that fits (with the
+    same sigma). 1 for identical inputs; differentiable.
+    """
+    _check_pair(x, y)
+    xf, b, t = _as_frames(x.float())
+    yf, _, _ = _as_frames(y.float())
+    c, h, w = xf.shape[1:]
+    size = min(window_size, h - (1 - h % 2), w - (1 - w % 2))  # largest odd size <= H, W
+    g = gaussian_window(size, sigma, device=xf.device)
+    kh = g.view(1, 1, size, 1).expand(c, 1, size, 1)  # depthwise: one filter per channel
+    kw = g.view(1, 1, 1, size).expand(c, 1, 1, size)
+
+    def blur(v: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(v, kh, groups=c), kw, groups=c)
+
+    # One batched blur of the five statistics: (5*B*T, C, H, W) -> (5*B*T, C, H', W').
+    stats = blur(torch.cat([xf, yf, xf * xf, yf * yf, xf * yf], dim=0))
+    mu_x, mu_y, e_xx, e_yy, e_xy = stats.chunk(5, dim=0)
+    var_x = e_xx - mu_x * mu_x
+    var_y = e_yy - mu_y * mu_y
+    cov = e_xy - mu_x * mu_y
+    c1 = (SSIM_K1 * data_range) ** 2
+    c2 = (SSIM_K2 * data_range) ** 2
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x * mu_x + mu_y * mu_y + c1) * (var_x + var_y + c2))
+    return ssim_map.reshape(b, t, -1).mean(dim=(1, 2))
+
+
+def l1(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean absolute error (B,)."""
+    _check_pair(x, y)
+    return (x - y).abs().flatten(1).mean(dim=1)
+
+
+def mse(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-sample mean squared error (B,)."""
+    _check_pair(x, y)
+    return (x - y).pow(2).flatten(1).mean(dim=1)
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor, *, data_range: float = UNIT_RANGE, max_db: float = 100.0) -> torch.Tensor:
+    """Per-sample PSNR in dB (B,): ``10 log10(range^2 / MSE)``, capped at ``max_db`` (identical inputs).
+
+    Compute it on reconstructions clamped to the data range, as the official evaluation does.
+    """
+    err = mse(x.float(), y.float())
+    floor = data_range**2 * 10 ** (-max_db / 10)  # the MSE at which PSNR reaches max_db
+    return 10 * torch.log10(data_range**2 / err.clamp_min(floor))
+
+
+def gradient_l1(x: torch.Tensor, y: torch.Tensor, *, temporal: bool = True) -> torch.Tensor:
+    """Per-sample L1 between finite differences of ``x`` and ``y`` (B,).
+
+    Differences along H and W (and along T for videos when ``temporal``), each averaged over
+    its own elements, then averaged over the axes.
+    """
+    _check_pair(x, y)
+    axes = [-1, -2] + ([-3] if temporal and x.ndim == 5 else [])
+    terms = [(torch.diff(x, dim=a) - torch.diff(y, dim=a)).abs().flatten(1).mean(dim=1) for a in axes]
+    return torch.stack(terms).mean(dim=0)
+
+
+def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(logvar)) || N(0, I)) summed over all non-batch dims (B,).
+
+    The formula of the official ``DiagonalGaussianDistribution.kl()``; 0 for mean 0, logvar 0.
+    """
+    if mean.shape != logvar.shape:
+        raise ValueError(f"mean {tuple(mean.shape)} and logvar {tuple(logvar.shape)} differ")
+    return 0.5 * (mean.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(dim=1)
+
+
+@dataclass(frozen=True)
+class VAELossWeights:
+    """Weights of the training loss terms (see the module docstring for the why).
+
+    ``kl`` multiplies the latent-summed KL divided by the clip's number of pixel values, which is
+    the official ``kl_weight = 1e-6`` against a summed L1.
+    """
+
+    l1: float = 1.0
+    ssim: float = 0.2
+    grad: float = 0.5
+    kl: float = 1e-6
+
+    def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"loss weight {name} must be finite and >= 0, got {value!r}")
+
+
+def vae_loss(
+    x: torch.Tensor,
+    x_rec: torch.Tensor,
+    *,
+    mean: torch.Tensor,
+    logvar: torch.Tensor,
+    weights: VAELossWeights = VAELossWeights(),
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss of a batch and its terms.
+
+    ``x``, ``x_rec``: (B, 3, T, H, W) in [-1, 1] (the reconstruction unclamped, so the gradient
+    is not cut where it overshoots); ``mean``, ``logvar``: the posterior (B, z, T', H', W').
+    Returns ``(scalar loss, {"loss", "l1", "ssim", "grad", "kl"} as floats)``; the logged
+    ``ssim`` is the SSIM itself (higher is better), the loss uses ``1 - ssim``; ``kl`` is the raw
+    latent-summed KL per clip.
+    """
+    pixels_per_clip = x[0].numel()
+    l1_term = l1(x_rec, x).mean()
+    # Both are cheap next to the model and worth logging even when their weight is 0.
+    ssim_val = ssim(x_rec, x).mean()
+    grad_term = gradient_l1(x_rec, x).mean()
+    kl_term = kl_standard_normal(mean, logvar).mean()
+    total = (weights.l1 * l1_term + weights.ssim * (1.0 - ssim_val) + weights.grad * grad_term
+             + weights.kl * kl_term / pixels_per_clip)
+    terms = {"loss": total.item(), "l1": l1_term.item(), "ssim": ssim_val.item(), "grad": grad_term.item(),
+             "kl": kl_term.item()}
+    return total, terms

@@ -1,0 +1,718 @@
+"""Train a reduced-width Reducio-VAE on a dataset's TRAINING split: ``python -m lib.vae train``.
+
+::
+
+    python -m lib.vae train --data DIR --preset {smoke,default} --out DIR [--seed S] [overrides]
+
+What a run does:
+
+1. decodes the fold's train-split clips ONCE into a uint8 bank at reduced resolution, and the
+   held-out val-split clips (one centre clip per video) for evaluation
+   (:mod:`lib.vae.clip_data`; test videos are never read);
+2. builds ``ReducioVAE.from_config(lib.vae.presets.get_preset(model_preset))`` (the released
+   architecture at reduced width: temporal factor 4, spatial factor 32, 16 latent channels) with
+   a seeded initialisation;
+3. trains with AdamW on the official forward pass: posterior sample (seeded per step) -> per-sample
+   latent layer norm -> decoder conditioned on the content frame ``(T - 1) // 2`` encoded by the
+   2D encoder; loss = L1 + SSIM + gradient + KL (:mod:`lib.vae.losses`, weights and why there);
+   learning rate: linear warm-up then cosine decay; gradient-norm clipping;
+4. checkpoints every ``checkpoint_every`` steps and at the end, then measures held-out PSNR/SSIM
+   of the VAE and of the trivial baseline "repeat the content frame for all 16 frames".
+
+Output folder (``--out``):
+
+``vae.safetensors``
+    weights + config metadata (:func:`lib.vae.loading.save_reducio`), loads with
+    ``load_reducio(path)`` alone; training provenance under the metadata's ``training`` entry.
+``train_state.pt``
+    everything a resume needs: step, elapsed time, the run's config, model and AdamW state dicts,
+    torch/numpy/python RNG states. Only tensors and plain containers, so
+    ``torch.load(path, weights_only=True)`` reads it. It is the commit point of a checkpoint.
+``history.csv``
+    append-only, one row per step: loss terms, gradient norm, lr, elapsed seconds, clips/s, and a
+    held-out probe PSNR/SSIM on checkpoint steps. Rows are flushed at checkpoints, and a resumed
+    run only appends steps after the last logged one, so the file never holds a step twice.
+``metrics.json``
+    held-out PSNR/SSIM of the VAE and of the baseline, steps, wall time, clips/s, seed, data
+    root, resolutions, split groups; written last (its presence means the run is complete).
+
+Determinism and resume: every random choice is a function of ``(seed, step)``: batch order and
+crops/flips (:class:`~lib.vae.clip_data.ClipBatchSampler`) and the posterior noise (a generator
+seeded per step); the lr schedule is a function of the step; the model init is seeded. A resumed
+run restores weights and AdamW moments exactly, so killing a run and re-running the same command
+reproduces the uninterrupted run's weights bit for bit (same machine and thread count; the CPU
+kernels are deterministic for a fixed thread count). Files are written to a temporary name and
+renamed; ``train_state.pt`` is written before ``vae.safetensors``, so a kill between the two
+leaves a state that is at most one checkpoint ahead of the export, and the export is refreshed
+from the state at the end. A killed run loses at most ``checkpoint_every`` steps of work.
+A rerun of a finished run does nothing (it re-evaluates if ``metrics.json`` is missing); a rerun
+with different settings in the same folder is refused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lib.data.clips import ClipSpec
+from lib.runs import RunDir, atomic_write_text
+from lib.vae.clip_data import (
+    ClipBank,
+    ClipBatchSampler,
+    bank_summary,
+    center_clips,
+    decode_clip_bank,
+    make_generator,
+    train_val_records,
+)
+from lib.vae.losses import VAELossWeights, psnr, ssim, vae_loss
+
+WEIGHTS_NAME = "vae.safetensors"
+STATE_NAME = "train_state.pt"
+HISTORY_NAME = "history.csv"
+METRICS_NAME = "metrics.json"
+STATE_FORMAT = 1
+_POSTERIOR_DOMAIN = 0x5A3F  # seed stream of the per-step posterior noise
+HISTORY_COLUMNS = ("step", "loss", "l1", "ssim", "grad", "kl", "grad_norm", "lr", "elapsed_s", "clips_per_s",
+                   "probe_psnr", "probe_ssim")
+
+
+class TrainStateError(ValueError):
+    """The output folder holds a run that this command cannot continue (other settings, bad file)."""
+
+
+# =================================================================================================
+# Presets
+# =================================================================================================
+@dataclass(frozen=True)
+class TrainPreset:
+    """Everything that determines a training run apart from the data root and the seed."""
+
+    name: str
+    model_preset: str  # lib.vae.presets name (architecture + widths)
+    steps: int
+    batch_size: int
+    lr: float  # peak AdamW learning rate
+    warmup_steps: int
+    final_lr_fraction: float  # cosine decay ends at lr * this
+    weight_decay: float
+    grad_clip: float  # max global gradient norm (0 = off)
+    bank_size: tuple[int, int]  # (H, W) frames are stored at (short side resized, centre crop)
+    crop: tuple[int, int]  # (H, W) training crop / held-out centre crop: multiples of 32
+    hflip: bool  # random horizontal flips (see lib.vae.clip_data on why they are harmless here)
+    color_aug: bool  # random RGB permutation + per-channel negative (lib.vae.clip_data: why)
+    max_train_clips_per_video: int | None  # None = every non-overlapping 1-s clip
+    val_clips: int | None  # held-out clips evaluated at the end (None = one per val video)
+    probe_clips: int  # held-out clips evaluated at each checkpoint (the curve; 0 = off)
+    checkpoint_every: int
+    eval_batch_size: int = 8
+    bf16: bool = True  # bfloat16 autocast of the training forward (evaluation always float32)
+    sample_posterior: bool = True  # train on posterior samples (official) or on the mean
+    # Initial bias of the log-variance half of quant_conv (None: the default init, logvar ~ 0).
+    # Why: at the default init the posterior std (~1) is ~10x the spread of the means, so the
+    # (layer-normed) latent the decoder sees is almost pure noise and carries no clip information
+    # for hundreds of steps; the official run had 10^5+ steps to grow out of that, we have ~10^3.
+    logvar_init: float | None = None
+    loss: VAELossWeights = field(default_factory=VAELossWeights)
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "checkpoint_every", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (self.lr > 0 and 0 <= self.final_lr_fraction <= 1 and self.warmup_steps >= 0):
+            raise ValueError("need lr > 0, 0 <= final_lr_fraction <= 1, warmup_steps >= 0")
+        for name in ("bank_size", "crop"):
+            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
+        if any(c % 32 for c in self.crop):
+            raise ValueError(f"crop {self.crop} must be multiples of 32 (the spatial factor): the decoder "
+                             "outputs 32x the latent, so other sizes would not reconstruct the input size")
+        if not (self.crop[0] <= self.bank_size[0] and self.crop[1] <= self.bank_size[1]):
+            raise ValueError(f"crop {self.crop} does not fit the bank frames {self.bank_size}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (JSON, and torch.load(weights_only=True) of the train state)."""
+        d = asdict(self)
+        d["bank_size"], d["crop"] = list(self.bank_size), list(self.crop)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainPreset:
+        d = dict(d)
+        d["loss"] = VAELossWeights(**d["loss"])
+        return cls(**d)
+
+
+PRESETS: dict[str, TrainPreset] = {
+    # CI: a few steps of the smallest model at 32x32 on the smoke dataset, seconds in all.
+    "smoke": TrainPreset(
+        name="smoke", model_preset="local-smoke", steps=6, batch_size=2, lr=1e-3, warmup_steps=2,
+        final_lr_fraction=0.1, weight_decay=0.0, grad_clip=1.0, bank_size=(36, 48), crop=(32, 32), hflip=True,
+        color_aug=True, max_train_clips_per_video=None, val_clips=None, probe_clips=2, checkpoint_every=3, eval_batch_size=4,
+    ),
+    # The study's local VAE: ~10 minutes on a 2-core CPU (numbers in the module docstring of the
+    # issue notes / metrics.json). 240x320 -> 72x96 (exact 0.3x), random 64x96 crops: latent 16x4x2x3.
+    "default": TrainPreset(
+        name="default", model_preset="local-default", steps=400, batch_size=2, lr=1e-3, warmup_steps=20,
+        final_lr_fraction=0.05, weight_decay=0.0, grad_clip=1.0, bank_size=(72, 96), crop=(64, 96), hflip=True,
+        color_aug=True, max_train_clips_per_video=None, val_clips=None, probe_clips=8, checkpoint_every=50, eval_batch_size=8,
+    ),
+}
+
+
+def lr_at(step: int, preset: TrainPreset) -> float:
+    """Learning rate of optimizer step ``step`` (0-based): linear warm-up to ``lr`` over
+    ``warmup_steps``, then cosine decay to ``lr * final_lr_fraction`` at the last step."""
+    if step < preset.warmup_steps:
+        return preset.lr * (step + 1) / preset.warmup_steps
+    span = max(1, preset.steps - preset.warmup_steps - 1)
+    progress = min(1.0, (step - preset.warmup_steps) / span)
+    floor = preset.final_lr_fraction
+    return preset.lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# =================================================================================================
+# Run configuration
+# =================================================================================================
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's identity: the preset (after overrides), seed, data root and split settings.
+
+    Two invocations may share an output folder (resume) only when their RunConfigs are equal.
+    """
+
+    preset: TrainPreset
+    seed: int
+    data_root: str
+    fold: int = 1
+    val_fraction: float = 0.1
+    val_seed: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"preset": self.preset.to_dict(), "seed": self.seed, "data_root": self.data_root, "fold": self.fold,
+                "val_fraction": self.val_fraction, "val_seed": self.val_seed}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
+        return cls(preset=TrainPreset.from_dict(d["preset"]), seed=int(d["seed"]), data_root=str(d["data_root"]),
+                   fold=int(d["fold"]), val_fraction=float(d["val_fraction"]), val_seed=int(d["val_seed"]))
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch global generators (the loop itself uses per-step generators)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# =================================================================================================
+# RNG state <-> plain types (torch.load(weights_only=True) accepts tensors and plain containers only)
+# =================================================================================================
+def capture_rng_state() -> dict[str, Any]:
+    """torch, numpy and python global RNG states as tensors / ints / floats / lists."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, py_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64),
+                   "gauss": None if py_gauss is None else float(py_gauss)},
+    }
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
+
+
+# =================================================================================================
+# Files
+# =================================================================================================
+def _atomic_torch_save(obj: Any, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def load_train_state(out: Path) -> dict[str, Any] | None:
+    """The saved training state of ``out`` (None when there is none), read with weights_only=True."""
+    path = out / STATE_NAME
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable state is reported the same way
+        raise TrainStateError(f"{path}: unreadable training state ({err}). Fix: delete {path} to restart from the "
+                              "last exported weights' step 0, or the whole folder") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise TrainStateError(f"{path}: not a train state of format {STATE_FORMAT}. Fix: use another --out")
+    return state
+
+
+def last_logged_step(path: Path) -> int:
+    """Largest ``step`` in history.csv (0 when absent or empty)."""
+    if not path.is_file():
+        return 0
+    last = 0
+    with open(path, newline="") as fh:
+        for row in csv.DictReader(fh):
+            try:
+                last = max(last, int(row["step"]))
+            except (KeyError, TypeError, ValueError):
+                continue  # a torn last line of a killed write: ignored, the step is re-logged
+    return last
+
+
+def _training_metadata(cfg: RunConfig, step: int) -> dict[str, Any]:
+    p = cfg.preset
+    return {"training": {"step": step, "steps": p.steps, "train_preset": p.name, "seed": cfg.seed,
+                         "data_root": cfg.data_root, "fold": cfg.fold, "val_fraction": cfg.val_fraction,
+                         "val_seed": cfg.val_seed, "crop": list(p.crop), "bank_size": list(p.bank_size)}}
+
+
+def export_weights(model: torch.nn.Module, out: Path, cfg: RunConfig, step: int) -> Path:
+    """Write ``vae.safetensors`` (weights + config metadata) atomically, loadable by load_reducio."""
+    from lib.vae.loading import save_reducio
+
+    return save_reducio(model, out / WEIGHTS_NAME, preset=cfg.preset.model_preset, extra=_training_metadata(cfg, step))
+
+
+# =================================================================================================
+# Evaluation
+# =================================================================================================
+@torch.no_grad()
+def evaluate(model: Any, bank: ClipBank, *, crop: tuple[int, int], batch_size: int = 8,
+             indices: Sequence[int] | None = None) -> dict[str, float]:
+    """Held-out reconstruction quality of ``model`` and of the repeat-the-content-frame baseline.
+
+    Clips are centre-cropped to ``crop``; the VAE reconstructs from the posterior MEAN
+    (deterministic) and the output is clamped to [-1, 1] as in the official evaluation. The
+    baseline repeats frame ``(T - 1) // 2`` (the very frame the decoder is conditioned on) for all
+    T frames: a VAE must beat it to show that its latent carries the motion. PSNR/SSIM are means
+    over clips (per-clip PSNR over all frames; SSIM per frame, averaged).
+    """
+    was_training = model.training
+    model.eval()
+    idx = list(range(len(bank))) if indices is None else list(indices)
+    sums = {"psnr": 0.0, "ssim": 0.0, "baseline_psnr": 0.0, "baseline_ssim": 0.0}
+    for start in range(0, len(idx), batch_size):
+        x = center_clips(bank, idx[start:start + batch_size], crop=crop)  # (B, 3, T, h, w)
+        rec = model.reconstruct(x, sample=False).clamp(-1.0, 1.0)
+        k = (x.shape[2] - 1) // 2
+        base = x[:, :, k:k + 1].expand_as(x)
+        sums["psnr"] += psnr(rec, x).sum().item()
+        sums["ssim"] += ssim(rec, x).sum().item()
+        sums["baseline_psnr"] += psnr(base, x).sum().item()
+        sums["baseline_ssim"] += ssim(base, x).sum().item()
+    model.train(was_training)
+    n = max(1, len(idx))
+    return {**{k: v / n for k, v in sums.items()}, "clips": len(idx)}
+
+
+def _spread(n_total: int, n: int | None) -> list[int]:
+    """``n`` indices spread evenly over ``range(n_total)`` (all when n is None or >= n_total)."""
+    if n is None or n >= n_total:
+        return list(range(n_total))
+    return sorted({int(round(i)) for i in np.linspace(0, n_total - 1, n)})
+
+
+# =================================================================================================
+# One optimisation step
+# =================================================================================================
+def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *, weights: VAELossWeights,
+               generator: torch.Generator | None, grad_clip: float, bf16: bool = False,
+               sample: bool = True) -> dict[str, float]:
+    """One AdamW step on clips ``x`` (B, 3, T, H, W) with the official forward pass.
+
+    forward = posterior sample (``generator``) -> latent layer norm -> decode with the content
+    frame (T - 1) // 2. ``bf16``: run the forward under CPU bfloat16 autocast (weights, gradients,
+    optimizer and loss stay float32; the official model was trained under fp16 autocast, and on
+    a CPU with AVX512-BF16 this makes the convolutions 1.6-2.8x faster). Returns the loss terms
+    and the pre-clipping gradient norm.
+    """
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        x_rec, posterior = model(x, sample=sample, generator=generator)  # (B, 3, T, H, W), posterior
+    # The loss in float32: SSIM's variance terms are differences of nearly equal numbers.
+    loss, terms = vae_loss(x, x_rec.float(), mean=posterior.mean.float(), logvar=posterior.logvar.float(),
+                           weights=weights)
+    if not math.isfinite(terms["loss"]):
+        raise FloatingPointError(f"non-finite training loss {terms}; lower the learning rate")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    max_norm = grad_clip if grad_clip > 0 else float("inf")
+    terms["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    optimizer.step()
+    return terms
+
+
+def build_model(preset: TrainPreset, seed: int) -> Any:
+    """The seeded initial model of a run (same seed -> same weights)."""
+    from lib.vae.model import ReducioVAE
+    from lib.vae.presets import get_preset
+
+    torch.manual_seed(seed)
+    model = ReducioVAE.from_config(get_preset(preset.model_preset))
+    if preset.logvar_init is not None:
+        with torch.no_grad():  # moments = [mean (z channels), logvar (z channels)]
+            half = model.quant_conv.bias.shape[0] // 2
+            model.quant_conv.bias[half:] = preset.logvar_init
+    return model
+
+
+def build_optimizer(model: torch.nn.Module, preset: TrainPreset) -> torch.optim.Optimizer:
+    # Only trainable parameters: the frozen sinusoid tables of the fusion blocks stay out.
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=preset.lr, betas=(0.9, 0.99), weight_decay=preset.weight_decay)
+
+
+# =================================================================================================
+# The run
+# =================================================================================================
+@dataclass
+class _Banks:
+    train: ClipBank
+    val: ClipBank
+    groups: dict[str, list[int]]
+    seconds: float
+
+
+def load_banks(cfg: RunConfig, *, workers: int | None, progress: bool) -> _Banks:
+    """Decode the train-split bank and the held-out val bank of a run (test never read)."""
+    start = time.perf_counter()
+    p = cfg.preset
+    train_records, val_records, split = train_val_records(cfg.data_root, fold=cfg.fold, val_fraction=cfg.val_fraction,
+                                                          val_seed=cfg.val_seed)
+    if not val_records:
+        raise ValueError(f"{cfg.data_root}: fold {cfg.fold} has no validation videos (val_fraction "
+                         f"{cfg.val_fraction}); the held-out PSNR needs some")
+    spec = ClipSpec()
+    train = decode_clip_bank(train_records, size=p.bank_size, spec=spec, mode="all",
+                             max_clips_per_video=p.max_train_clips_per_video, workers=workers, progress=progress,
+                             desc="decode train")
+    val = decode_clip_bank(val_records, size=p.bank_size, spec=spec, mode="center", workers=workers, progress=progress,
+                           desc="decode val")
+    if train.group_set & (set(split.val_groups) | set(split.groups("test"))):
+        raise AssertionError("internal error: held-out groups in the training bank")
+    groups = {s: list(split.groups(s)) for s in ("train", "val", "test")}
+    return _Banks(train=train, val=val, groups=groups, seconds=time.perf_counter() - start)
+
+
+def _history_row(step: int, terms: Mapping[str, float], lr: float, elapsed: float, clips_per_s: float) -> dict[str, Any]:
+    row = {"step": step, **{k: f"{terms[k]:.6g}" for k in ("loss", "l1", "ssim", "grad", "kl", "grad_norm")},
+           "lr": f"{lr:.6g}", "elapsed_s": f"{elapsed:.2f}", "clips_per_s": f"{clips_per_s:.3f}",
+           "probe_psnr": "", "probe_ssim": ""}
+    return {k: row[k] for k in HISTORY_COLUMNS}
+
+
+def run(
+    cfg: RunConfig,
+    out: Path,
+    *,
+    workers: int | None = None,
+    progress: bool = True,
+    stop_after: int | None = None,
+    time_limit: float | None = None,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> dict[str, Any]:
+    """Train (or resume, or finish) the run ``cfg`` in ``out``; return its status.
+
+    ``stop_after``: optimizer steps to run in THIS invocation before checkpointing and returning
+    (as if the job had been killed right after that checkpoint; for preemptible jobs and tests).
+    ``time_limit``: the same after this many seconds of training in this invocation.
+    Returns ``{"status": "complete"|"stopped", "step": ..., "metrics": {...} (when complete)}``.
+    """
+    from tqdm.auto import tqdm
+
+    p = cfg.preset
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = load_train_state(out)
+    if state is not None:
+        saved = RunConfig.from_dict(state["config"])
+        if saved != cfg:
+            diff = {k: (v, cfg.to_dict()[k]) for k, v in saved.to_dict().items() if cfg.to_dict()[k] != v}
+            raise TrainStateError(f"{out} holds a run with other settings (saved vs asked: {diff}). Fix: rerun with "
+                                  "the saved settings to resume it, or pass another --out")
+        if state["step"] >= p.steps and (out / METRICS_NAME).is_file():
+            log(f"{out}: run already complete ({state['step']} steps); nothing to do")
+            return {"status": "complete", "step": state["step"],
+                    "metrics": json.loads((out / METRICS_NAME).read_text())}
+
+    seed_everything(cfg.seed)
+    banks = load_banks(cfg, workers=workers, progress=progress)
+    log(f"train bank: {bank_summary(banks.train)}; val bank: {bank_summary(banks.val)}; "
+        f"decoded in {banks.seconds:.1f} s; groups {banks.groups}")
+
+    model = build_model(p, cfg.seed)
+    optimizer = build_optimizer(model, p)
+    step, elapsed = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"])
+        step, elapsed = int(state["step"]), float(state["elapsed_s"])
+        log(f"resuming {out} at step {step}/{p.steps} ({elapsed:.0f} s trained so far)")
+    n_params = sum(t.numel() for t in model.parameters())
+    log(f"model {p.model_preset}: {n_params / 1e6:.2f} M parameters; {p.steps} steps x {p.batch_size} clips of "
+        f"{p.crop[0]}x{p.crop[1]}; torch threads {torch.get_num_threads()}")
+
+    sampler = ClipBatchSampler(banks.train, batch_size=p.batch_size, crop=p.crop, hflip=p.hflip, seed=cfg.seed,
+                               color=p.color_aug)
+    history = RunDir(out)
+    logged = last_logged_step(out / HISTORY_NAME)
+    probe = _spread(len(banks.val), p.probe_clips) if p.probe_clips > 0 else []
+    pending: list[dict[str, Any]] = []
+
+    def checkpoint(at_step: int) -> None:
+        nonlocal logged
+        if probe:
+            m = evaluate(model, banks.val, crop=p.crop, batch_size=p.eval_batch_size, indices=probe)
+            if pending and pending[-1]["step"] == at_step:
+                pending[-1]["probe_psnr"], pending[-1]["probe_ssim"] = f"{m['psnr']:.4f}", f"{m['ssim']:.4f}"
+        for row in pending:
+            if row["step"] > logged:  # steps a killed run already logged are not written twice
+                history.append_history(row)
+                logged = row["step"]
+        pending.clear()
+        _atomic_torch_save({"format": STATE_FORMAT, "step": at_step, "elapsed_s": elapsed, "config": cfg.to_dict(),
+                            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "rng": capture_rng_state(), "torch": str(torch.__version__)}, out / STATE_NAME)
+        export_weights(model, out, cfg, at_step)
+
+    start_step, run_start = step, time.perf_counter()
+    clips_seen, train_seconds = 0, 0.0
+    with tqdm(total=p.steps, initial=step, unit="step", desc=f"train {p.name}", disable=not progress) as bar:
+        while step < p.steps:
+            t0 = time.perf_counter()
+            lr = lr_at(step, p)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x = sampler.batch(step)  # (B, 3, 16, h, w) in [-1, 1]
+            terms = train_step(model, optimizer, x, weights=p.loss,
+                               generator=make_generator(cfg.seed, _POSTERIOR_DOMAIN, step), grad_clip=p.grad_clip,
+                               bf16=p.bf16, sample=p.sample_posterior)
+            step += 1
+            dt = time.perf_counter() - t0
+            elapsed += dt
+            train_seconds += dt
+            clips_seen += x.shape[0]
+            rate = clips_seen / max(train_seconds, 1e-9)
+            pending.append(_history_row(step, terms, lr, elapsed, rate))
+            bar.set_postfix(loss=f"{terms['loss']:.4f}", l1=f"{terms['l1']:.4f}", clips_s=f"{rate:.2f}")
+            bar.update()
+            stop = (stop_after is not None and step - start_step >= stop_after) or (
+                time_limit is not None and time.perf_counter() - run_start >= time_limit)
+            if step % p.checkpoint_every == 0 or step == p.steps or stop:
+                checkpoint(step)
+            if stop and step < p.steps:
+                log(f"stopped at step {step}/{p.steps} after {time.perf_counter() - run_start:.0f} s; rerun the same "
+                    "command to resume")
+                return {"status": "stopped", "step": step}
+    if step == start_step:
+        # Nothing trained in this invocation (the state was final, metrics missing): make sure the
+        # export matches the state (a kill may have struck between the two writes).
+        export_weights(model, out, cfg, step)
+
+    log(f"evaluating on {len(banks.val)} held-out clips ...")
+    t_eval = time.perf_counter()
+    held = evaluate(model, banks.val, crop=p.crop, batch_size=p.eval_batch_size, indices=_spread(len(banks.val), p.val_clips))
+    eval_seconds = time.perf_counter() - t_eval
+    last_rows = _read_history(out / HISTORY_NAME)
+    metrics = {
+        "train_preset": p.name,
+        "model_preset": p.model_preset,
+        "parameters": n_params,
+        "steps": step,
+        "batch_size": p.batch_size,
+        "clips_seen": step * p.batch_size,
+        "seed": cfg.seed,
+        "data_root": cfg.data_root,
+        "fold": cfg.fold,
+        "val_fraction": cfg.val_fraction,
+        "val_seed": cfg.val_seed,
+        "groups": banks.groups,
+        "resolution": {"bank": list(p.bank_size), "crop": list(p.crop), "latent": list(model.latent_shape(16, *p.crop))},
+        "train_bank": bank_summary(banks.train),
+        "val_bank": bank_summary(banks.val),
+        "heldout": {
+            "clips": held["clips"],
+            "vae": {"psnr": round(held["psnr"], 4), "ssim": round(held["ssim"], 5)},
+            "baseline_repeat_content_frame": {"psnr": round(held["baseline_psnr"], 4),
+                                              "ssim": round(held["baseline_ssim"], 5)},
+            "psnr_gain_db": round(held["psnr"] - held["baseline_psnr"], 4),
+        },
+        "train_wall_time_s": round(elapsed, 2),
+        "train_clips_per_s": round(step * p.batch_size / max(elapsed, 1e-9), 4),
+        "decode_time_s": round(banks.seconds, 2),
+        "eval_time_s": round(eval_seconds, 2),
+        "final_train_loss_mean_last_10": _mean_last(last_rows, "loss", 10),
+        "final_train_l1_mean_last_10": _mean_last(last_rows, "l1", 10),
+        "config": cfg.to_dict(),
+        "threads": torch.get_num_threads(),
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "files": {"weights": WEIGHTS_NAME, "state": STATE_NAME, "history": HISTORY_NAME},
+    }
+    atomic_write_text(out / METRICS_NAME, json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    log(f"held-out ({held['clips']} val clips, {p.crop[0]}x{p.crop[1]}): VAE PSNR {held['psnr']:.2f} dB / SSIM "
+        f"{held['ssim']:.4f}; repeat-content-frame baseline {held['baseline_psnr']:.2f} dB / {held['baseline_ssim']:.4f}; "
+        f"trained {elapsed:.0f} s ({metrics['train_clips_per_s']:.2f} clips/s)")
+    return {"status": "complete", "step": step, "metrics": metrics}
+
+
+def _read_history(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _mean_last(rows: Sequence[Mapping[str, str]], key: str, n: int) -> float | None:
+    values = [float(r[key]) for r in rows[-n:] if r.get(key)]
+    return round(sum(values) / len(values), 6) if values else None
+
+
+# =================================================================================================
+# CLI
+# =================================================================================================
+def _pair(text: str) -> tuple[int, int]:
+    """argparse type: ``HxW`` -> (H, W)."""
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HxW (e.g. 64x96), got {text!r}") from None
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m lib.vae train",
+        description="Train a reduced-width Reducio-VAE on a UCF101-layout dataset's training split (fold's train "
+                    "list minus the group-disjoint validation groups); resumable (rerun the same command).",
+    )
+    parser.add_argument("--data", type=Path, default=None,
+                        help="dataset root (UCF-101/ + ucfTrainTestlist/); default: the embedded synthetic dataset of "
+                             "the same preset name, generated if missing")
+    parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="training preset")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (created; resumed if it holds a run)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of init, data order, crops and posterior noise")
+    parser.add_argument("--fold", type=int, default=1, choices=(1, 2, 3))
+    parser.add_argument("--val-fraction", type=float, default=0.1, help="groups held out of the train list")
+    parser.add_argument("--val-seed", type=int, default=0, help="seed of the validation-group draw")
+    over = parser.add_argument_group("preset overrides (they change the run's identity: resume needs the same)")
+    over.add_argument("--model-preset", default=None, help="lib.vae.presets name (widths)")
+    over.add_argument("--steps", type=int, default=None)
+    over.add_argument("--batch-size", type=int, default=None)
+    over.add_argument("--lr", type=float, default=None)
+    over.add_argument("--warmup-steps", type=int, default=None)
+    over.add_argument("--checkpoint-every", type=int, default=None)
+    over.add_argument("--bank-size", type=_pair, default=None, help="stored frame size HxW (e.g. 72x96)")
+    over.add_argument("--crop", type=_pair, default=None, help="training/eval crop HxW, multiples of 32")
+    over.add_argument("--val-clips", type=int, default=None, help="held-out clips evaluated at the end")
+    over.add_argument("--probe-clips", type=int, default=None, help="held-out clips evaluated at checkpoints")
+    over.add_argument("--ssim-weight", type=float, default=None)
+    over.add_argument("--grad-weight", type=float, default=None)
+    over.add_argument("--kl-weight", type=float, default=None)
+    over.add_argument("--no-hflip", action="store_true", help="disable random horizontal flips")
+    over.add_argument("--no-color-aug", action="store_true", help="disable random channel permutation/negatives")
+    over.add_argument("--precision", choices=("bf16", "fp32"), default=None,
+                      help="training forward under bfloat16 autocast or in float32")
+    run_opts = parser.add_argument_group("this invocation only (not part of the run's identity)")
+    run_opts.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
+    run_opts.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    run_opts.add_argument("--stop-after", type=int, default=None,
+                          help="checkpoint and exit after this many steps (resume by rerunning without it)")
+    run_opts.add_argument("--time-limit", type=float, default=None,
+                          help="checkpoint and exit after this many seconds of training (resumable)")
+    run_opts.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run's :class:`RunConfig` from parsed arguments (preset + overrides + data root)."""
+    preset = PRESETS[args.preset]
+    changes: dict[str, Any] = {}
+    for arg, name in (("model_preset", "model_preset"), ("steps", "steps"), ("batch_size", "batch_size"),
+                      ("lr", "lr"), ("warmup_steps", "warmup_steps"), ("checkpoint_every", "checkpoint_every"),
+                      ("bank_size", "bank_size"), ("crop", "crop"), ("val_clips", "val_clips"),
+                      ("probe_clips", "probe_clips")):
+        if getattr(args, arg) is not None:
+            changes[name] = getattr(args, arg)
+    if args.no_hflip:
+        changes["hflip"] = False
+    if args.no_color_aug:
+        changes["color_aug"] = False
+    if args.precision is not None:
+        changes["bf16"] = args.precision == "bf16"
+    loss_changes = {k: getattr(args, f"{k}_weight") for k in ("ssim", "grad", "kl") if getattr(args, f"{k}_weight") is not None}
+    if loss_changes:
+        changes["loss"] = replace(preset.loss, **loss_changes)
+    if changes.get("warmup_steps") is None and "steps" in changes:
+        changes["warmup_steps"] = min(preset.warmup_steps, max(0, changes["steps"] // 5))
+    preset = replace(preset, **changes)
+    if args.data is None:
+        from lib.data.synth import PRESETS as SYNTH_PRESETS, ensure_synthetic
+
+        if args.preset not in SYNTH_PRESETS:
+            raise ValueError(f"no embedded synthetic dataset named {args.preset!r}; pass --data")
+        data_root = ensure_synthetic(args.preset, seed=0, progress=not args.no_progress)
+    else:
+        data_root = args.data.expanduser().resolve()
+    return RunConfig(preset=preset, seed=args.seed, data_root=str(data_root), fold=args.fold,
+                     val_fraction=args.val_fraction, val_seed=args.val_seed)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m lib.vae train ...``; returns the exit code (0 done or stopped, 1 error)."""
+    from lib.data.errors import DataError
+
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        cfg = config_from_args(args)  # ValueError here = an invalid setting, reported as such
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    try:
+        result = run(cfg, args.out.expanduser().resolve(), workers=args.workers, progress=not args.no_progress,
+                     stop_after=args.stop_after, time_limit=args.time_limit)
+    except (DataError, TrainStateError) as err:  # anything else is a bug: keep its traceback
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if result["status"] == "complete":
+        print(json.dumps({"out": str(args.out), **result["metrics"]["heldout"],
+                          "steps": result["step"], "train_wall_time_s": result["metrics"]["train_wall_time_s"]}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

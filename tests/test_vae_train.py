@@ -1,0 +1,254 @@
+"""Local VAE training: losses, the clip bank (train split only), the loop, checkpoints and resume.
+
+Everything runs on the embedded ``smoke`` dataset (generated on first use, ~2 s) with the
+``local-smoke`` model at 32x32, so the whole file takes well under a minute on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors import safe_open
+
+from lib.data.synth import ensure_synthetic
+from lib.vae.clip_data import (
+    ClipBatchSampler,
+    center_clips,
+    decode_clip_bank,
+    frames_to_clips,
+    train_val_records,
+)
+from lib.vae.losses import VAELossWeights, gradient_l1, kl_standard_normal, l1, psnr, ssim, vae_loss
+from lib.vae.train import (
+    HISTORY_COLUMNS,
+    HISTORY_NAME,
+    METRICS_NAME,
+    PRESETS,
+    STATE_NAME,
+    WEIGHTS_NAME,
+    build_model,
+    build_optimizer,
+    capture_rng_state,
+    lr_at,
+    main,
+    restore_rng_state,
+    train_step,
+)
+
+
+@pytest.fixture(scope="module")
+def smoke_root() -> Path:
+    return ensure_synthetic("smoke", seed=0, progress=False)
+
+
+def _clip(seed: int, shape: tuple[int, ...] = (2, 3, 16, 32, 32)) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(shape, generator=g) * 2 - 1
+
+
+# --- losses ----------------------------------------------------------------------------------------
+def test_ssim_identical_is_one_and_decreases_with_noise() -> None:
+    x = _clip(0)
+    assert torch.allclose(ssim(x, x), torch.ones(2), atol=1e-5)
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(x.shape, generator=g)
+    scores = [ssim((x + s * noise).clamp(-1, 1), x).mean().item() for s in (0.0, 0.05, 0.1, 0.2, 0.4)]
+    assert all(a > b for a, b in zip(scores, scores[1:])), scores
+    # Images (B, C, H, W) are scored like one-frame videos; frames of a video independently.
+    assert torch.allclose(ssim(x[:, :, 0], x[:, :, 0]), torch.ones(2), atol=1e-5)
+    per_frame = torch.stack([ssim(x[:, :, t] * 0.5, x[:, :, t]) for t in range(16)], dim=1).mean(dim=1)
+    assert torch.allclose(ssim(x * 0.5, x), per_frame, atol=1e-6)
+
+
+def test_ssim_is_differentiable_and_handles_small_frames() -> None:
+    x = _clip(2, (1, 3, 4, 8, 6)).requires_grad_()  # frames smaller than the 11-tap window
+    y = _clip(3, (1, 3, 4, 8, 6))
+    s = ssim(x, y)
+    s.sum().backward()
+    assert s.shape == (1,) and torch.isfinite(x.grad).all()
+
+
+def test_l1_psnr_gradient() -> None:
+    x = _clip(4)
+    assert torch.equal(l1(x, x), torch.zeros(2))
+    assert torch.allclose(l1(x + 0.25, x), torch.full((2,), 0.25))
+    # An error of 0.02 on [-1, 1] (range 2) is an error of 0.01 on [0, 1]: 40 dB.
+    assert torch.allclose(psnr(x + 0.02, x), torch.full((2,), 40.0), atol=1e-3)
+    assert torch.equal(psnr(x, x), torch.full((2,), 100.0))  # capped for identical inputs
+    assert torch.equal(gradient_l1(x, x), torch.zeros(2))
+    assert torch.allclose(gradient_l1(x + 0.3, x), torch.zeros(2), atol=1e-6)  # a constant shift has no gradient
+    assert (gradient_l1(x.roll(1, dims=-1), x) > 0).all()
+
+
+def test_kl_of_standard_normal_is_zero() -> None:
+    zeros = torch.zeros(3, 16, 4, 2, 3)
+    assert torch.equal(kl_standard_normal(zeros, zeros), torch.zeros(3))
+    mean, logvar = torch.randn(3, 16, 4, 2, 3), torch.randn(3, 16, 4, 2, 3)
+    kl = kl_standard_normal(mean, logvar)
+    assert (kl > 0).all()
+    # Closed form per element: 0.5 * (mu^2 + sigma^2 - 1 - log sigma^2), summed.
+    expected = 0.5 * (mean**2 + logvar.exp() - 1 - logvar).flatten(1).sum(1)
+    assert torch.allclose(kl, expected)
+
+
+def test_vae_loss_terms() -> None:
+    x = _clip(5)
+    zeros = torch.zeros(2, 16, 4, 1, 1)
+    loss, terms = vae_loss(x, x, mean=zeros, logvar=zeros, weights=VAELossWeights())
+    assert loss.item() == pytest.approx(0.0, abs=1e-5) and terms["ssim"] == pytest.approx(1.0, abs=1e-5)
+    noisy = x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+    loss2, terms2 = vae_loss(x, noisy, mean=zeros + 1, logvar=zeros, weights=VAELossWeights(ssim=0, grad=0))
+    expected = terms2["l1"] + 1e-6 * terms2["kl"] / x[0].numel()
+    assert loss2.item() == pytest.approx(expected, rel=1e-6)
+    assert terms2["kl"] == pytest.approx(0.5 * 16 * 4, rel=1e-6)  # mean 1 everywhere: 0.5 per value
+
+
+def test_lr_schedule() -> None:
+    p = PRESETS["default"]
+    assert lr_at(0, p) == pytest.approx(p.lr / p.warmup_steps)
+    assert lr_at(p.warmup_steps - 1, p) == pytest.approx(p.lr)
+    assert lr_at(p.warmup_steps, p) == pytest.approx(p.lr)
+    assert lr_at(p.steps - 1, p) == pytest.approx(p.lr * p.final_lr_fraction)
+    lrs = [lr_at(s, p) for s in range(p.warmup_steps, p.steps)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+
+
+# --- data ------------------------------------------------------------------------------------------
+def test_bank_uses_only_train_split_groups(smoke_root: Path) -> None:
+    train, val, split = train_val_records(smoke_root)
+    bank = decode_clip_bank(train, size=(36, 48), progress=False)
+    held_out = set(split.val_groups) | set(split.groups("test"))
+    assert held_out and split.val_groups
+    assert bank.group_set == set(split.groups("train"))
+    assert not bank.group_set & held_out
+    assert set(bank.relpaths) <= {r.relpath for r in split.train}
+    assert bank.frames.dtype == torch.uint8 and bank.frames.shape[1:] == (16, 36, 48, 3)
+    val_bank = decode_clip_bank(val, size=(36, 48), mode="center", progress=False)
+    assert val_bank.group_set == set(split.val_groups) and len(val_bank) == len(val)
+
+
+def test_sampler_is_a_function_of_seed_and_step(smoke_root: Path) -> None:
+    train, _, _ = train_val_records(smoke_root)
+    bank = decode_clip_bank(train, size=(36, 48), progress=False)
+    a = ClipBatchSampler(bank, batch_size=3, crop=(32, 32), hflip=True, seed=7)
+    b = ClipBatchSampler(bank, batch_size=3, crop=(32, 32), hflip=True, seed=7)
+    assert torch.equal(a.batch(5), b.batch(5))  # a fresh sampler (a resumed run) gives the same batch
+    assert not torch.equal(a.batch(5), a.batch(6))
+    x = a.batch(0)
+    assert x.shape == (3, 3, 16, 32, 32) and x.dtype == torch.float32 and -1 <= x.min() and x.max() <= 1
+    # One epoch visits every clip exactly once.
+    n = len(bank)
+    seen = torch.cat([ClipBatchSampler(bank, batch_size=1, crop=(32, 32), hflip=False, seed=7).indices(s)
+                      for s in range(n)])
+    assert sorted(seen.tolist()) == list(range(n))
+    # Clips equal the data layer's conversion of the stored uint8 frames (centre crop, no flip).
+    c = center_clips(bank, [0], crop=(36, 48))
+    assert torch.equal(c, frames_to_clips(bank.frames[:1]))
+    assert torch.equal(c[0, :, 0, 0, 0], bank.frames[0, 0, 0, 0].float() / 127.5 - 1)
+
+
+# --- training --------------------------------------------------------------------------------------
+def test_train_step_reduces_loss_on_a_fixed_batch(smoke_root: Path) -> None:
+    train, _, _ = train_val_records(smoke_root)
+    bank = decode_clip_bank(train, size=(36, 48), progress=False)
+    x = ClipBatchSampler(bank, batch_size=2, crop=(32, 32), hflip=False, seed=0).batch(0)
+    preset = PRESETS["smoke"]
+    model = build_model(preset, seed=0)
+    opt = build_optimizer(model, preset)
+    for group in opt.param_groups:
+        group["lr"] = 1e-3
+    losses = [train_step(model, opt, x, weights=preset.loss, generator=torch.Generator().manual_seed(i),
+                         grad_clip=1.0)["loss"] for i in range(8)]
+    assert losses[-1] < 0.6 * losses[0], losses
+
+
+def test_rng_state_roundtrip_through_weights_only_load(tmp_path: Path) -> None:
+    import random
+
+    import numpy as np
+
+    state = capture_rng_state()
+    torch.save(state, tmp_path / "rng.pt")
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    assert torch.equal(torch.rand(3), expected[0])
+    assert np.array_equal(np.random.rand(3), expected[1]) and random.random() == expected[2]
+
+
+def _cli(root: Path, out: Path, *extra: str) -> int:
+    return main(["--data", str(root), "--preset", "smoke", "--out", str(out), "--no-progress", "--steps", "4",
+                 "--checkpoint-every", "2", *extra])
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    with safe_open(str(path), framework="pt") as fh:
+        return {k: fh.get_tensor(k) for k in fh.keys()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(smoke_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("vae_full")
+    assert _cli(smoke_root, out) == 0
+    return out
+
+
+def test_smoke_run_writes_its_files_and_loads(uninterrupted: Path) -> None:
+    from lib.vae.loading import load_reducio
+
+    out = uninterrupted
+    for name in (WEIGHTS_NAME, STATE_NAME, HISTORY_NAME, METRICS_NAME):
+        assert (out / name).is_file(), name
+    metrics = json.loads((out / METRICS_NAME).read_text())
+    assert metrics["steps"] == 4 and metrics["heldout"]["clips"] > 0
+    assert set(metrics["heldout"]) >= {"vae", "baseline_repeat_content_frame"}
+    assert metrics["groups"]["train"] and not set(metrics["groups"]["train"]) & set(metrics["groups"]["val"])
+    with open(out / HISTORY_NAME, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4] and tuple(rows[0]) == HISTORY_COLUMNS
+    assert rows[1]["probe_psnr"] and not rows[0]["probe_psnr"]  # probes at checkpoints only
+
+    state = torch.load(out / STATE_NAME, weights_only=True)  # plain types + tensors only
+    assert state["step"] == 4
+    loaded = load_reducio(out / WEIGHTS_NAME)
+    trained = build_model(PRESETS["smoke"], seed=0)
+    trained.load_state_dict(state["model"])
+    trained.eval()
+    x = _clip(9, (1, 3, 16, 32, 32))
+    with torch.no_grad():
+        assert torch.equal(loaded.reconstruct(x), trained.reconstruct(x))
+    assert loaded.checkpoint_info.metadata["training"]["step"] == 4
+
+
+def test_resume_equals_uninterrupted(smoke_root: Path, uninterrupted: Path, tmp_path: Path) -> None:
+    out = tmp_path / "resumed"
+    assert _cli(smoke_root, out, "--stop-after", "1") == 0  # "killed" right after its step-1 checkpoint
+    assert torch.load(out / STATE_NAME, weights_only=True)["step"] == 1
+    assert not (out / METRICS_NAME).exists()
+    assert _cli(smoke_root, out) == 0  # the same command resumes at step 1 and finishes
+    full = torch.load(uninterrupted / STATE_NAME, weights_only=True)
+    resumed = torch.load(out / STATE_NAME, weights_only=True)
+    assert resumed["step"] == full["step"] == 4
+    for key, value in full["model"].items():
+        assert torch.equal(resumed["model"][key], value), key  # bit for bit
+    for pid, s in full["optimizer"]["state"].items():
+        assert all(torch.equal(resumed["optimizer"]["state"][pid][k], v) for k, v in s.items())
+    a, b = _weights(uninterrupted / WEIGHTS_NAME), _weights(out / WEIGHTS_NAME)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with open(out / HISTORY_NAME, newline="") as fh:
+        assert [int(r["step"]) for r in csv.DictReader(fh)] == [1, 2, 3, 4]  # no step logged twice
+    m_full = json.loads((uninterrupted / METRICS_NAME).read_text())["heldout"]
+    m_res = json.loads((out / METRICS_NAME).read_text())["heldout"]
+    assert m_full == m_res
+
+
+def test_rerun_of_finished_run_and_changed_settings(smoke_root: Path, uninterrupted: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    before = (uninterrupted / STATE_NAME).stat().st_mtime_ns
+    assert _cli(smoke_root, uninterrupted) == 0
+    assert (uninterrupted / STATE_NAME).stat().st_mtime_ns == before  # nothing retrained
+    assert _cli(smoke_root, uninterrupted, "--lr", "0.01") == 1
+    assert "other settings" in capsys.readouterr().err
