@@ -69,11 +69,9 @@ import argparse
 import csv
 import json
 import math
-import os
 import platform
 import random
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -84,7 +82,7 @@ import numpy as np
 import torch
 
 from lib.data.clips import ClipSpec
-from lib.runs import RunDir, atomic_write_text
+from lib.runs import RunDir, atomic_write, atomic_write_text
 from lib.vae.clip_data import (
     ClipBank,
     ClipBatchSampler,
@@ -266,20 +264,8 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
 # Files
 # =================================================================================================
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """torch.save to a temp file in the same folder, fsync, rename: a kill leaves the old file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)  # mkstemp creates 0600; give the file the usual umask-based mode
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """torch.save atomically (temp file, fsync, rename): a kill leaves the old file."""
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def remove_stale_temps(out: Path) -> list[Path]:
