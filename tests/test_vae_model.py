@@ -82,8 +82,11 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @pytest.fixture(scope="module")
 def smoke() -> ReducioVAE:
+    """local-smoke widths with the official (non-residual) decoder: every output path is live."""
     torch.manual_seed(0)
-    return ReducioVAE.from_preset("local-smoke").eval()
+    params = get_preset("local-smoke")
+    del params["ddconfig"]["content_residual"]
+    return ReducioVAE.from_config(params).eval()
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +101,7 @@ def clip() -> torch.Tensor:
 
 # ---- presets and config --------------------------------------------------------------------------
 def test_presets_known_and_unknown_name_is_loud() -> None:
-    assert set(PRESETS) == {"reducio-ft4", "reducio-ft2", "reference-small", "local-smoke", "local-default"}
+    assert set(PRESETS) >= {"reducio-ft4", "reducio-ft2", "reference-small", "local-smoke", "local-default"}
     with pytest.raises(KeyError, match="known presets: local-default, local-smoke, reducio-ft2"):
         get_preset("reducio-ft8")
     p = get_preset("reducio-ft4")
@@ -322,3 +325,36 @@ def test_bf16_autocast_close_to_float32(smoke: ReducioVAE, clip: torch.Tensor) -
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
     assert _rel(post.mean, ref_post.mean) < BF16_REL_TOL_LATENT
     assert _rel(out, ref) < BF16_REL_TOL_XREC
+
+
+# ---- the local residual-decoder extension ----------------------------------------------------------
+def test_content_residual_is_local_only_and_adds_no_parameters() -> None:
+    for name in ("reducio-ft4", "reducio-ft2", "reference-small"):  # official configs: absent, not written
+        assert "content_residual" not in ReducioConfig.from_params(get_preset(name)).to_params()["ddconfig"]
+    for name in ("local-smoke", "local-default"):
+        params = get_preset(name)
+        assert params["ddconfig"]["content_residual"] is True
+        plain = {**params, "ddconfig": {k: v for k, v in params["ddconfig"].items() if k != "content_residual"}}
+        assert _shapes(ReducioVAE.from_config(params, device="meta")) == _shapes(
+            ReducioVAE.from_config(plain, device="meta"))
+
+
+def test_fresh_residual_decoder_starts_at_the_content_frame_baseline() -> None:
+    torch.manual_seed(0)
+    model = ReducioVAE.from_preset("local-smoke").eval()
+    x = torch.rand(2, 3, 16, 32, 32) * 2 - 1
+    with torch.no_grad():
+        rec = model.reconstruct(x)
+        feats = model.content_features(model.content_frame(x))
+    assert torch.equal(feats[-1], x[:, :, 7])  # the frame itself rides along, last
+    assert torch.equal(rec, x[:, :, 7:8].expand_as(x))  # zero-initialised conv_out: output == baseline
+    with pytest.raises(ValueError, match="content frame"):
+        model.decode(normalize_latent(model.encode(x).mode()), feats[:-1])
+    # After a training step the residual branch is live (not a hard-wired copy).
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1)
+    model.train()
+    rec, _ = model(x, sample=False)
+    (rec - x).square().mean().backward()
+    opt.step()
+    with torch.no_grad():
+        assert not torch.equal(model.eval().reconstruct(x), x[:, :, 7:8].expand_as(x))

@@ -61,6 +61,14 @@ class VideoAutoencoderConfig:
     dropout: float = 0.0
     use_checkpoint: bool = False  # gradient checkpointing; only acts in training with grads
     fp32_attention: bool = True  # stored by the official code but never used there either
+    # Local extension, absent from the official code and configs (None = off, and not written
+    # back by to_params, so official configs round-trip unchanged). True: the decoder predicts
+    # the clip MINUS its content frame, i.e. output = decoder(...) + content frame on every
+    # frame, with conv_out zero-initialised so a fresh model starts at the repeat-the-content-
+    # frame baseline. Why: the released model learns to copy appearance through cross-attention
+    # over 10^5+ GPU steps; a 10-minute CPU run cannot, and without this its latents only learn
+    # a blurry mean colour. No parameter is added: state-dict keys and shapes are unchanged.
+    content_residual: bool | None = None
 
     @property
     def num_levels(self) -> int:

@@ -92,6 +92,12 @@ class FusionDecoder(nn.Module):
         self.up = nn.ModuleList(levels)
         self.norm_out = GroupNorm32(block_in)
         self.conv_out = conv_nd(3, block_in, dd.out_ch, 3, padding=1)
+        # Local extension (see VideoAutoencoderConfig.content_residual): predict the difference
+        # to the content frame, starting exactly at the repeat-the-content-frame baseline.
+        self.content_residual = bool(dd.content_residual)
+        if self.content_residual:
+            nn.init.zeros_(self.conv_out.weight)
+            nn.init.zeros_(self.conv_out.bias)
 
     def _run(self, module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
         return maybe_checkpoint(module, *args, enabled=self.use_checkpoint and self.training)
@@ -103,11 +109,13 @@ class FusionDecoder(nn.Module):
         # z (B, z, T', h, w); features[j] is content entry feature_indices[j], (B, Cj, Hj, Wj)
         if z.ndim != 5 or z.shape[2] != self.latent_frames:
             raise ValueError(f"decoder expects a latent (B, C, {self.latent_frames}, h, w), got {tuple(z.shape)}")
-        if len(features) != len(self.feature_indices):
+        expected = len(self.feature_indices) + self.content_residual
+        if len(features) != expected:
             raise ValueError(
-                f"decoder expects {len(self.feature_indices)} content feature maps "
-                f"(2D encoder entries {self.feature_indices}), got {len(features)}"
+                f"decoder expects {expected} content feature maps (2D encoder entries {self.feature_indices}"
+                f"{' + the content frame' if self.content_residual else ''}), got {len(features)}"
             )
+        frame = features[-1] if self.content_residual else None  # (B, 3, H, W)
         h = self.conv_in(z)
         h = self._run(self.mid.block_1, h)
         for fuse in self.mid.fuse:
@@ -124,4 +132,7 @@ class FusionDecoder(nn.Module):
                 h = self._run(block, h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
-        return self.conv_out(F.silu(self.norm_out(h)))
+        out = self.conv_out(F.silu(self.norm_out(h)))  # (B, 3, T, H, W)
+        if frame is not None:
+            out = out + frame.unsqueeze(2)  # the content frame on every output frame (dtype promotes)
+        return out

@@ -13,6 +13,11 @@ recipe (see :class:`VAELossWeights`) replaces them with terms that work from ste
 - ``grad``: L1 between finite differences along H, W and T of the reconstruction and the target
   (sharp edges and, along T, the motion itself: a decoder that just repeats the content frame
   has zero temporal gradient and pays for every moving pixel);
+- ``mse``: mean squared error (0 by default, as in the official recipe). Why it exists: with the
+  residual decoder of the local presets (``content_residual``) most target pixels equal the
+  content frame, so the L1 optimum for an uncertain moving pixel is the median, i.e. "no
+  change", and an L1-trained decoder stays at the repeat-the-content-frame baseline. MSE's
+  optimum is the conditional mean (a soft, partly moved object), which is what PSNR scores.
 - ``kl``: KL of the posterior to N(0, I), summed over the latent and divided by the number of
   pixel values of the clip, with weight 1e-6. Dividing by the pixel count is what makes the
   official weight carry over: the official loss is ``sum|x - x'| + 1e-6 * sum KL``; ours is that
@@ -163,6 +168,7 @@ class VAELossWeights:
     ssim: float = 0.2
     grad: float = 0.5
     kl: float = 1e-6
+    mse: float = 0.0
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -182,18 +188,19 @@ def vae_loss(
 
     ``x``, ``x_rec``: (B, 3, T, H, W) in [-1, 1] (the reconstruction unclamped, so the gradient
     is not cut where it overshoots); ``mean``, ``logvar``: the posterior (B, z, T', H', W').
-    Returns ``(scalar loss, {"loss", "l1", "ssim", "grad", "kl"} as floats)``; the logged
+    Returns ``(scalar loss, {"loss", "l1", "ssim", "grad", "kl", "mse"} as floats)``; the logged
     ``ssim`` is the SSIM itself (higher is better), the loss uses ``1 - ssim``; ``kl`` is the raw
     latent-summed KL per clip.
     """
     pixels_per_clip = x[0].numel()
     l1_term = l1(x_rec, x).mean()
+    mse_term = (x_rec - x).square().mean()
     # Both are cheap next to the model and worth logging even when their weight is 0.
     ssim_val = ssim(x_rec, x).mean()
     grad_term = gradient_l1(x_rec, x).mean()
     kl_term = kl_standard_normal(mean, logvar).mean()
-    total = (weights.l1 * l1_term + weights.ssim * (1.0 - ssim_val) + weights.grad * grad_term
+    total = (weights.l1 * l1_term + weights.mse * mse_term + weights.ssim * (1.0 - ssim_val) + weights.grad * grad_term
              + weights.kl * kl_term / pixels_per_clip)
     terms = {"loss": total.item(), "l1": l1_term.item(), "ssim": ssim_val.item(), "grad": grad_term.item(),
-             "kl": kl_term.item()}
+             "kl": kl_term.item(), "mse": mse_term.item()}
     return total, terms

@@ -173,11 +173,15 @@ class ReducioVAE(nn.Module):
         """Content frame (B, 3, H, W) -> the feature maps the decoder attends to.
 
         For the released configs: 2D encoder entries 2, 3 and 4, i.e. (B, 512, H/4, W/4),
-        (B, 512, H/8, W/8) and the mid-attention output (B, 512, H/8, W/8).
+        (B, 512, H/8, W/8) and the mid-attention output (B, 512, H/8, W/8). A config with the
+        local ``content_residual`` extension also returns the frame itself, last.
         """
         self._require_decoder("content_features()")
         features = self.encoder_2d(_to_weight_dtype(frame, self.encoder_2d.conv_in))
-        return tuple(features[i] for i in self.config.content_feature_indices)
+        selected = tuple(features[i] for i in self.config.content_feature_indices)
+        if self.config.ddconfig.content_residual:
+            return (*selected, frame)  # the residual decoder adds the frame itself back
+        return selected
 
     def decode(self, z: torch.Tensor, content_features: Sequence[torch.Tensor]) -> torch.Tensor:
         """Layer-normed latent (B, 16, T', h, w) + content features -> (B, 3, 16, 32h, 32w)."""

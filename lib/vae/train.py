@@ -93,6 +93,7 @@ from lib.vae.clip_data import (
     train_val_records,
 )
 from lib.vae.losses import VAELossWeights, psnr, ssim, vae_loss
+from lib.vae.presets import get_preset
 
 WEIGHTS_NAME = "vae.safetensors"
 STATE_NAME = "train_state.pt"
@@ -392,7 +393,6 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
 def build_model(preset: TrainPreset, seed: int) -> Any:
     """The seeded initial model of a run (same seed -> same weights)."""
     from lib.vae.model import ReducioVAE
-    from lib.vae.presets import get_preset
 
     torch.manual_seed(seed)
     model = ReducioVAE.from_config(get_preset(preset.model_preset))
@@ -474,6 +474,13 @@ def run(
     state = load_train_state(out)
     if state is not None:
         saved = RunConfig.from_dict(state["config"])
+        # The preset NAME is part of cfg; the architecture behind a name can change between
+        # versions (e.g. the residual decoder), and same-shaped weights would load silently.
+        saved_arch = state.get("model_params")
+        if saved_arch is not None and saved_arch != get_preset(p.model_preset):
+            raise TrainStateError(f"{out} holds a run of an older/different {p.model_preset!r} architecture "
+                                  f"({saved_arch['ddconfig']} vs now {get_preset(p.model_preset)['ddconfig']}). "
+                                  "Fix: delete that folder (or pass another --out) to train the current one")
         if saved != cfg:
             diff = {k: (v, cfg.to_dict()[k]) for k, v in saved.to_dict().items() if cfg.to_dict()[k] != v}
             raise TrainStateError(f"{out} holds a run with other settings (saved vs asked: {diff}). Fix: rerun with "
@@ -520,8 +527,9 @@ def run(
                 logged = row["step"]
         pending.clear()
         _atomic_torch_save({"format": STATE_FORMAT, "step": at_step, "elapsed_s": elapsed, "config": cfg.to_dict(),
-                            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "rng": capture_rng_state(), "torch": str(torch.__version__)}, out / STATE_NAME)
+                            "model_params": get_preset(p.model_preset), "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(), "rng": capture_rng_state(),
+                            "torch": str(torch.__version__)}, out / STATE_NAME)
         export_weights(model, out, cfg, at_step)
 
     start_step, run_start = step, time.perf_counter()
@@ -655,6 +663,8 @@ def build_parser() -> argparse.ArgumentParser:
     over.add_argument("--crop", type=_pair, default=None, help="training/eval crop HxW, multiples of 32")
     over.add_argument("--val-clips", type=int, default=None, help="held-out clips evaluated at the end")
     over.add_argument("--probe-clips", type=int, default=None, help="held-out clips evaluated at checkpoints")
+    over.add_argument("--l1-weight", type=float, default=None)
+    over.add_argument("--mse-weight", type=float, default=None)
     over.add_argument("--ssim-weight", type=float, default=None)
     over.add_argument("--grad-weight", type=float, default=None)
     over.add_argument("--kl-weight", type=float, default=None)
@@ -689,7 +699,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         changes["color_aug"] = False
     if args.precision is not None:
         changes["bf16"] = args.precision == "bf16"
-    loss_changes = {k: getattr(args, f"{k}_weight") for k in ("ssim", "grad", "kl") if getattr(args, f"{k}_weight") is not None}
+    loss_changes = {k: getattr(args, f"{k}_weight") for k in ("l1", "mse", "ssim", "grad", "kl") if getattr(args, f"{k}_weight") is not None}
     if loss_changes:
         changes["loss"] = replace(preset.loss, **loss_changes)
     if changes.get("warmup_steps") is None and "steps" in changes:
