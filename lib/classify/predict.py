@@ -1,0 +1,79 @@
+"""Inference over a batch source: clip logits, labels and video indices, in the source's order."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from lib.classify.data import BatchSource, num_batches
+from lib.classify.errors import InputMismatchError
+from lib.classify.metrics import classification_metrics
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """``logits`` (N, K) float32 CPU, ``labels`` (N,) int64, ``video_index`` (N,) int64, and the
+    wall time of the pass (``seconds``, data loading included)."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    video_index: torch.Tensor
+    seconds: float
+
+    @property
+    def probs(self) -> torch.Tensor:
+        return self.logits.softmax(dim=1)
+
+    @property
+    def loss(self) -> float:
+        return F.cross_entropy(self.logits, self.labels).item()
+
+    @property
+    def clips_per_second(self) -> float:
+        return self.labels.numel() / self.seconds if self.seconds > 0 else float("nan")
+
+    def metrics(self, num_classes: int | None = None) -> dict[str, Any]:
+        return classification_metrics(self.logits, self.labels, self.video_index, num_classes)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> torch.autocast:
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: BatchSource, *, batch_size: int = 512, device: torch.device | None = None,
+             amp_dtype: torch.dtype | None = None, progress: bool = False, desc: str | None = None) -> Predictions:
+    """Run ``model`` (in eval mode, restored afterwards) over every clip of ``data`` in order."""
+    device = device or model_device(model)
+    was_training = model.training
+    model.eval()
+    logits, labels, videos = [], [], []
+    start = time.perf_counter()
+    bar = tqdm(total=num_batches(len(data), batch_size), desc=desc or f"eval {data.split or ''}".strip(),
+               disable=not progress, leave=False)
+    try:
+        for batch in data.on(device).batches(batch_size, shuffle=False, generator=None, device=device, train=False):
+            with autocast(device, amp_dtype):
+                out = model(*batch.inputs)
+            logits.append(out.float().cpu())
+            labels.append(batch.labels.cpu())
+            videos.append(batch.video_index.cpu())
+            bar.update(1)
+    finally:
+        bar.close()
+        model.train(was_training)
+    if not logits:
+        raise InputMismatchError(getattr(data, "source", None) or f"{data.split} split", "has no clips to evaluate",
+                                 "check the cache/split (an empty split cannot be scored)")
+    return Predictions(torch.cat(logits), torch.cat(labels), torch.cat(videos), time.perf_counter() - start)
