@@ -29,7 +29,7 @@ from lib.classify.epoch import Determinism, probe_model, refuse_test, train_one_
 from lib.classify.errors import RunMismatchError
 from lib.classify.metrics import classification_metrics
 from lib.classify.optim import WarmupCosine, parameter_groups, resolve_augment
-from lib.classify.predict import Predictions, evaluate
+from lib.classify.predict import PREDICTIONS_NAME, Predictions, evaluate, save_predictions
 from lib.runs import RunDir
 
 __all__ = ["FitResult", "fit", "evaluate", "Predictions", "train_and_evaluate"]
@@ -245,6 +245,8 @@ def train_and_evaluate(model: nn.Module, *, train: BatchSource, val: BatchSource
         preds = evaluate(model, source, batch_size=batch_size, device=device, amp_dtype=amp_dtype,
                          progress=config.progress, desc=f"scoring {name}")
         splits[name] = preds.metrics(result.num_classes)
+        if name == "test":  # kept so later views (07_compare) never need to score the test split again
+            save_predictions(run.path / PREDICTIONS_NAME, preds)
         eval_seconds[name] = preds.seconds
         clips_per_s[name] = preds.clips_per_second
     metrics = {

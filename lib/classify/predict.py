@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,3 +78,21 @@ def evaluate(model: nn.Module, data: BatchSource, *, batch_size: int = 512, devi
         raise InputMismatchError(getattr(data, "source", None) or f"{data.split} split", "has no clips to evaluate",
                                  "check the cache/split (an empty split cannot be scored)")
     return Predictions(torch.cat(logits), torch.cat(labels), torch.cat(videos), time.perf_counter() - start)
+
+
+PREDICTIONS_NAME = "predictions_test.pt"
+
+
+def save_predictions(path: Path, preds: Predictions) -> None:
+    """Write clip logits (float32), labels and video indices atomically (``torch.save``)."""
+    from lib.runs import atomic_write
+
+    payload = {"logits": preds.logits.float(), "labels": preds.labels, "video_index": preds.video_index,
+               "seconds": preds.seconds}
+    atomic_write(path, lambda fh: torch.save(payload, fh))
+
+
+def load_predictions(path: Path) -> Predictions:
+    """Read back :func:`save_predictions` (tensors only: ``weights_only=True``)."""
+    d = torch.load(path, map_location="cpu", weights_only=True)
+    return Predictions(d["logits"], d["labels"], d["video_index"], float(d["seconds"]))
