@@ -1,0 +1,397 @@
+"""What the classifier notebooks (03-07) show, so that each notebook cell is one call.
+
+- :func:`train_models`: run :func:`~lib.classify.experiment.run_experiment` for several models on
+  data loaded once (finished seeds are skipped: a rerun of a notebook resumes);
+- :func:`accuracy_frame`: the published-format table (train / val / test accuracy) of several
+  models, mean +- std over seeds;
+- :func:`learning_curves`, :func:`confusion_figure`: figures of one family's runs;
+- :func:`study_frame`, :func:`cost_frame`, :func:`accuracy_cost_figure`: the comparison across a
+  whole study (every ``summary.json`` under the study's run folder);
+- :func:`video_predictions`: per-clip class probabilities over time for one test video, read
+  from the stored test predictions (the test split is never scored again).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lib.classify.experiment import ExperimentResult, collect_results, run_experiment
+from lib.classify.loading import ExperimentData
+from lib.classify.predict import PREDICTIONS_NAME, load_predictions
+from lib.runs import RunDir
+
+# The published student study (UCF101 split 1, Reducio latents): train / val / test top-1 in %.
+PUBLISHED: dict[str, dict[str, float]] = {
+    "conv3d": {"train": 92.33, "val": 70.47, "test": 72.47},
+    "lstm": {"train": 96.07, "val": 52.72, "test": 54.30},
+    "transformer": {"train": 97.0, "val": 32.0, "test": 30.0},
+}
+
+
+def train_models(model_names: Sequence[str], *, cache_dir: str | os.PathLike[str], fold: int, run: RunDir,
+                 seeds: Sequence[int], train_config: Mapping[str, Any] | None = None,
+                 model_overrides: Mapping[str, Mapping[str, Any]] | None = None, origin: str | None = None,
+                 kind: str = "latent") -> dict[str, ExperimentResult]:
+    """Train every model of ``model_names`` for every seed into ``run/<model>/seed<k>/``.
+
+    The cache is read once per input kind (latent, or latent + content features for fusion
+    models). ``train_config`` (e.g. ``{"epochs": 30}``) overrides each model's registry recipe;
+    ``model_overrides`` maps a model name to fields of its config dataclass.
+    """
+    from lib.classify.loading import load_latent_data
+    from lib.models import model_info
+
+    loaded: dict[str, ExperimentData] = {}
+    results: dict[str, ExperimentResult] = {}
+    for name in model_names:
+        input_kind = model_info(name, origin=origin).input_kind
+        if input_kind not in loaded:
+            loaded[input_kind] = load_latent_data(cache_dir, fold=fold, with_content=input_kind == "latent+content", kind=kind)
+        results[name] = run_experiment(model_name=name, run_dir=run, data=loaded[input_kind], seeds=tuple(seeds),
+                                       train_config=dict(train_config or {}),
+                                       model_overrides=dict((model_overrides or {}).get(name, {})), origin=origin)
+    return results
+
+
+def _pct(entry: Mapping[str, Any] | None) -> str:
+    if not entry or entry.get("mean") is None:
+        return "n/a"
+    std = entry.get("std")
+    return f"{100 * entry['mean']:.2f}" + (f" ± {100 * std:.2f}" if std is not None else "")
+
+
+def accuracy_frame(results: Mapping[str, ExperimentResult], *, level: str = "video") -> Any:
+    """DataFrame, one row per model: train / val / test top-1 (%), test top-5 and mean class
+    accuracy, mean ± std over seeds, next to the published number of the model's family."""
+    import pandas as pd
+
+    rows = []
+    for name, result in results.items():
+        agg = result.aggregate
+        family = result.summary.get("family")
+        row = {"model": name, "seeds": len(result.summary.get("seeds", []))}
+        for split in ("train", "val", "test"):
+            row[f"{split} top-1 %"] = _pct(agg.get(f"{split}.{level}_top1"))
+        row["test top-5 %"] = _pct(agg.get(f"test.{level}_top5"))
+        row["test mean class %"] = _pct(agg.get(f"test.{level}_mean_class_accuracy"))
+        paper = PUBLISHED.get(str(family)) if result.summary.get("origin") == "paper" else None
+        row["published test %"] = paper["test"] if paper else None
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model")
+
+
+def learning_curves(results: Mapping[str, ExperimentResult], *, seed: int | None = None) -> Any:
+    """One column per model: loss (top) and accuracy (bottom) per epoch of one seed (the first)."""
+    import matplotlib.pyplot as plt
+
+    from lib.classify.plots import read_history
+
+    fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 6), squeeze=False)
+    for col, (name, result) in enumerate(results.items()):
+        s = seed if seed is not None else result.summary["seeds"][0]
+        rows = read_history(result.root / f"seed{s}" / "history.csv")
+        epochs = [r["epoch"] for r in rows]
+        for key, style in (("train_loss", "-"), ("val_loss", "--")):
+            if any(r.get(key) is not None for r in rows):
+                axes[0, col].plot(epochs, [r.get(key) for r in rows], style, label=key)
+        for key, style in (("train_acc", "-"), ("val_clip_top1", "--"), ("val_video_top1", ":")):
+            if any(r.get(key) is not None for r in rows):
+                axes[1, col].plot(epochs, [r.get(key) for r in rows], style, label=key)
+        axes[0, col].set_title(f"{name} (seed {s})")
+        axes[1, col].set_xlabel("epoch")
+        axes[1, col].set_ylim(0, 1)
+        for ax in axes[:, col]:
+            ax.legend(fontsize=7)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def best_model(results: Mapping[str, ExperimentResult], *, split: str = "val") -> str:
+    """Name of the model with the highest mean video top-1 on ``split`` (val: selection, not test)."""
+    return max(results, key=lambda n: results[n].aggregate.get(f"{split}.video_top1", {}).get("mean") or -1.0)
+
+
+def confusion_figure(result: ExperimentResult, *, split: str = "test", seed: int | None = None) -> Any:
+    """Confusion matrix (row-normalised) and per-class accuracy of one seed, video level."""
+    import matplotlib.pyplot as plt
+
+    from lib.classify.plots import plot_confusion_matrix, plot_per_class_accuracy
+
+    s = seed if seed is not None else result.summary["seeds"][0]
+    metrics = RunDir(result.root / f"seed{s}").load_metrics()
+    video = metrics["splits"][split]["video"]
+    names = metrics.get("class_names")
+    fig1 = plot_confusion_matrix(np.asarray(video["confusion"]), names,
+                                 title=f"{result.model_name}: {split} confusion (video level, seed {s})")
+    fig2 = plot_per_class_accuracy(video["per_class_accuracy"], names, title=f"{result.model_name}: {split} per-class accuracy")
+    return fig1, fig2
+
+
+# ---- the whole study ------------------------------------------------------------------------------
+def study_frame(study_dir: str | os.PathLike[str]) -> Any:
+    """Every model trained anywhere under ``study_dir`` (one row per summary.json), accuracies in %."""
+    import pandas as pd
+
+    rows = collect_results(study_dir)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    notebooks, kinds = [], []
+    for path, kind in zip(frame["summary_path"], frame["input_kind"]):
+        parent = Path(path).parent.parent  # <notebook run dir>[/pooled_pixels]/<model>/summary.json
+        pooled = parent.name == "pooled_pixels"
+        notebooks.append(f"{parent.parent.name}/pooled_pixels" if pooled else parent.name)
+        kinds.append("pooled pixels" if pooled else kind)
+    frame["notebook"], frame["input_kind"] = notebooks, kinds
+    return frame
+
+
+def headline_table(frame: Any) -> Any:
+    """The study's accuracy table: video/clip top-1 (%) per split, mean ± std, ordered by family."""
+    import pandas as pd
+
+    order = {"lstm": 0, "transformer": 1, "conv3d": 2, "fusion": 3, "pixel": 4}
+    rows = []
+    for _, r in frame.sort_values(by=["family", "model"], key=lambda s: s.map(order) if s.name == "family" else s).iterrows():
+        def pct(key: str) -> str:
+            mean, std = r.get(key), r.get(f"{key}_std")
+            if mean is None or (isinstance(mean, float) and np.isnan(mean)):
+                return "n/a"
+            return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None and not np.isnan(std) else "")
+        paper = PUBLISHED.get(str(r["family"])) if r.get("origin") == "paper" and r["input_kind"] == "latent" else None
+        rows.append({"model": r["model"], "input": r["input_kind"], "notebook": r["notebook"], "seeds": r["seeds"],
+                     "train": pct("train_video_top1"), "val": pct("val_video_top1"), "test (video)": pct("test_video_top1"),
+                     "test (clip)": pct("test_clip_top1"), "published test": f"{paper['test']:.2f}" if paper else "",
+                     "params": f"{int(r['params']):,}" if r.get("params") == r.get("params") and r.get("params") is not None else "",
+                     "MFLOPs/clip": f"{r['flops_per_clip'] / 1e6:.1f}" if r.get("flops_per_clip") else "",
+                     "train s": f"{r['train_seconds']:.0f}" if r.get("train_seconds") else ""})
+    return pd.DataFrame(rows)
+
+
+def cost_frame(frame: Any) -> Any:
+    """Cost of every model on this machine: parameters, forward MFLOPs per clip, training time,
+    inference clips/s, input bytes per clip and the one-off encode cost per clip."""
+    import pandas as pd
+
+    out = pd.DataFrame({
+        "model": frame["model"], "input": frame["input_kind"],
+        "params": frame["params"].astype("Int64"),
+        "MFLOPs/clip": (frame["flops_per_clip"] / 1e6).round(2),
+        "train s": frame["train_seconds"].round(1),
+        "s/epoch": frame["seconds_per_epoch"].round(2),
+        "inference clips/s": frame["inference_clips_per_s"].round(0),
+        "input bytes/clip": frame["input_bytes_per_clip"].astype("Int64"),
+        "encode ms/clip (one-off)": (frame["encode_seconds_per_clip"].astype(float) * 1e3).round(2),
+        "test video top-1 %": (100 * frame["test_video_top1"]).round(1),
+    })
+    return out.set_index("model")
+
+
+def accuracy_cost_figure(frame: Any, *, x: str = "flops_per_clip", title: str = "") -> Any:
+    """Test video top-1 against a cost (log x), one point per model, error bars over seeds."""
+    from lib.classify.plots import plot_accuracy_vs_cost
+
+    return plot_accuracy_vs_cost(frame.to_dict("records"), x=x, y="test_video_top1", title=title)
+
+
+def video_predictions(summary_path: str | os.PathLike[str], video: int, *, seed: int | None = None) -> dict[str, Any]:
+    """Per-clip softmax of test video number ``video`` (its index in the cache's test list) for
+    the model of ``summary_path``: ``{"probs": (clips, K), "label", "predicted" (video level)}``."""
+    root = Path(summary_path).parent
+    seeds = sorted(int(p.name[4:]) for p in root.glob("seed*") if (p / PREDICTIONS_NAME).is_file())
+    if not seeds:
+        raise FileNotFoundError(f"{root}: no {PREDICTIONS_NAME} (runs from before predictions were kept); rerun the notebook")
+    preds = load_predictions(root / f"seed{seed if seed is not None else seeds[0]}" / PREDICTIONS_NAME)
+    rows = preds.video_index == video
+    if not bool(rows.any()):
+        raise IndexError(f"test video {video} has no clips in {root}")
+    probs = preds.probs[rows]
+    return {"probs": probs, "label": int(preds.labels[rows][0]), "predicted": int(probs.mean(0).argmax()),
+            "num_videos": int(preds.video_index.max()) + 1}
+
+
+def video_probability_figure(probs: torch.Tensor, class_names: Sequence[str], *, label: int, title: str = "",
+                             top: int = 5) -> Any:
+    """Per-clip probabilities (x: clip start second) of the ``top`` classes of the video mean."""
+    import matplotlib.pyplot as plt
+
+    mean = probs.mean(0)
+    classes = mean.argsort(descending=True)[:top].tolist()
+    if label not in classes:
+        classes.append(label)
+    fig, ax = plt.subplots(figsize=(7, 3))
+    for k in classes:
+        style = "-" if k == label else "--"
+        ax.plot(range(len(probs)), probs[:, k].numpy(), style, marker="o", label=f"{class_names[k]}{' (true)' if k == label else ''}")
+    ax.set_xlabel("clip (1-s steps)")
+    ax.set_ylabel("p(class)")
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+# ---- caches ----------------------------------------------------------------------------------------
+def study_caches(cache_name: str, *, fold: int = 1) -> tuple[Path, Path | None]:
+    """(latent cache dir, pooled-pixels cache dir or None) of ``data/caches/<cache_name>/``.
+
+    The caches are built by notebook 02. So that notebooks 03-06 also run alone on their smoke
+    defaults (nbmake), the ``smoke`` caches are built here with 02's default settings when
+    missing; any other missing cache is an error saying how to build it.
+    """
+    from lib.cache import open_cache
+    from lib.cache.report import cache_paths
+
+    latent_dir, pooled_dir = cache_paths(cache_name)
+    if not _cache_complete(latent_dir):
+        if cache_name != "smoke":
+            from lib.errors import ActionableError
+
+            raise ActionableError(latent_dir, f"no finished latent cache named {cache_name!r}",
+                                  "run notebook 02_latent_cache with this cache_name first (or `python -m lib.cache build "
+                                  f"--out {latent_dir} ...`)")
+        _build_smoke_caches(latent_dir, pooled_dir)
+    open_cache(latent_dir)  # validates (a partial or stale cache raises here, naming the fix)
+    return latent_dir, (pooled_dir if _cache_complete(pooled_dir) else None)
+
+
+def _cache_complete(path: Path) -> bool:
+    from lib.cache import open_cache
+
+    try:
+        open_cache(path)
+    except Exception:  # noqa: BLE001 - any reason (absent, partial, stale) means "not usable"
+        return False
+    return True
+
+
+def _build_smoke_caches(latent_dir: Path, pooled_dir: Path) -> None:
+    """The caches notebook 02 builds on its defaults (same settings, so 02 later reuses them)."""
+    from lib.cache import build_cache, open_cache
+    from lib.data.synth import ensure_synthetic
+    from lib.vae.local import ensure_local_vae
+
+    root = ensure_synthetic(preset="smoke")
+    vae_path = str(ensure_local_vae(preset="smoke"))
+    common = dict(fold=[1, 2, 3], val_fraction=0.1, val_seed=0, clip_mode="all", batch_size=8, num_workers=2,
+                  device="auto", replace_stale=True)
+    build_cache(data_root=root, vae_source=vae_path, out_dir=latent_dir, dtype="float32", content_features=True,
+                layer_norm=False, **common)
+    build_cache(data_root=root, vae_source="pooled-pixels", out_dir=pooled_dir,
+                spatial=open_cache(latent_dir).spatial_policy(), **common)
+
+
+# ---- the README's result section ---------------------------------------------------------------
+README_BEGIN = "<!-- study-results:begin (written by notebooks/07_compare.ipynb; do not edit by hand) -->"
+README_END = "<!-- study-results:end -->"
+
+
+def update_readme(readme: Path, table_markdown: str, figure: Path, *, note: str = "") -> bool:
+    """Replace the text between the study-results markers of ``readme`` (atomically).
+
+    Returns False (and changes nothing) when the README has no markers."""
+    from lib.runs import atomic_write_text
+
+    text = readme.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_BEGIN, 1)
+    _, tail = rest.split(README_END, 1)
+    rel = os.path.relpath(figure, readme.parent)
+    body = f"{README_BEGIN}\n{note}\n\n{table_markdown}\n\n![accuracy vs cost]({rel})\n{README_END}"
+    atomic_write_text(readme, head + body + tail)
+    return True
+
+
+def frame_to_markdown(frame: Any) -> str:
+    """A DataFrame as a GitHub markdown table (no tabulate dependency)."""
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(str(row[c]) for c in cols) + " |")
+    return "\n".join(lines)
+
+
+# ---- interactive view of a test video ------------------------------------------------------------
+def test_video_view(frame: Any, cache_dir: str | os.PathLike[str], *, model: str | None = None, video: int = 0,
+                    fold: int = 1) -> Any:
+    """Pick a model and a test video: its frames (one per clip) and per-clip class probabilities,
+    predicted vs true. An ipywidgets UI in JupyterLab; headless, the static view of ``video``."""
+    import matplotlib.pyplot as plt
+
+    from lib.cache import open_cache
+    from lib.data.video import VideoReader
+
+    cache = open_cache(cache_dir)
+    videos = cache.videos("test", fold)
+    names = cache.class_names
+    rows = frame[frame["summary_path"].map(lambda p: any(Path(p).parent.glob(f"seed*/{PREDICTIONS_NAME}")))]
+    if rows.empty:
+        raise FileNotFoundError("no model of this study kept test predictions; run notebooks 03-06 first")
+    models = {f"{r['model']} ({r['notebook']})": r["summary_path"] for _, r in rows.iterrows()}
+    first = next((k for k in models if model and k.startswith(model + " ")), next(iter(models)))
+
+    def draw(model_key: str, index: int) -> Any:
+        entry = videos[index]
+        pred = video_predictions(models[model_key], index)
+        with VideoReader(entry.path) as reader:
+            firsts = [idx[len(idx) // 2] for idx in entry.clip_frame_indices]
+            frames = reader.read_frames(firsts)
+        n = len(frames)
+        fig = plt.figure(figsize=(min(2.0 * n, 14) + 1, 5.2))
+        grid = fig.add_gridspec(2, max(n, 1), height_ratios=[1, 1.4])
+        for i in range(n):
+            ax = fig.add_subplot(grid[0, i])
+            ax.imshow(frames[i])
+            ax.set_axis_off()
+            ax.set_title(f"clip {i}", fontsize=7)
+        ax = fig.add_subplot(grid[1, :])
+        probs = pred["probs"]
+        top = probs.mean(0).argsort(descending=True)[:5].tolist()
+        for k in dict.fromkeys(top + [pred["label"]]):
+            ax.plot(range(n), probs[:, k].numpy(), "-" if k == pred["label"] else "--", marker="o",
+                    label=names[k] + (" (true)" if k == pred["label"] else ""))
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("clip")
+        ax.set_ylabel("p(class)")
+        ax.legend(fontsize=7, loc="upper right")
+        verdict = "correct" if pred["predicted"] == pred["label"] else "wrong"
+        fig.suptitle(f"{entry.id}: true {names[pred['label']]}, predicted {names[pred['predicted']]} ({verdict}) - {model_key}",
+                     fontsize=9)
+        fig.tight_layout()
+        return fig
+
+    try:
+        import ipywidgets as widgets
+        from IPython import get_ipython
+
+        shell = get_ipython()
+        interactive = shell is not None and "ZMQ" in type(shell).__name__ and os.environ.get("PAPERMILL_EXECUTION") is None
+    except ImportError:
+        interactive = False
+    if not interactive:
+        return draw(first, video)
+    model_box = widgets.Dropdown(options=list(models), value=first, description="model")
+    video_box = widgets.Dropdown(options=[(f"{i}: {v.id}", i) for i, v in enumerate(videos)], value=video,
+                                 description="test video")
+    out = widgets.Output()
+
+    def refresh(*_: Any) -> None:
+        with out:
+            out.clear_output(wait=True)
+            fig = draw(model_box.value, video_box.value)
+            plt.show()
+            plt.close(fig)
+
+    model_box.observe(refresh, names="value")
+    video_box.observe(refresh, names="value")
+    refresh()
+    return widgets.VBox([widgets.HBox([model_box, video_box]), out])
