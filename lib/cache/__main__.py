@@ -1,0 +1,106 @@
+"""CLI: ``python -m lib.cache {build,merge,info} ...`` (also under ``torchrun ... -m lib.cache build``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from lib.data.clips import SAMPLING_MODES
+from lib.data.spatial import make_spatial_policy
+from lib.data.ucf101 import SPLIT_NAMES
+from lib.errors import ActionableError
+
+
+def _spatial(args: argparse.Namespace):  # noqa: ANN202 - SpatialPolicy | None
+    if args.crop is None and args.short_side is None and args.spatial == "crop":
+        return None  # the encoder's default: input_policy(vae) / the study bucket for pooled pixels
+    params = {"short_side": args.short_side}
+    if args.spatial == "crop":
+        if args.crop is None:
+            raise SystemExit("--short-side with the crop policy needs --crop H W too")
+        params["crop"] = tuple(args.crop)
+    elif args.crop is not None:
+        raise SystemExit("--crop applies to --spatial crop only")
+    return make_spatial_policy(args.spatial, **params)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lib.cache", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="build, resume or finish a cache (torchrun-aware)")
+    b.add_argument("--data", required=True, help='UCF101-layout root ("" = synthetic smoke set)')
+    b.add_argument("--vae", required=True,
+                   help="load_reducio source (file, hf://..., ft4, local-smoke), random:<preset>, or pooled-pixels")
+    b.add_argument("--out", required=True, help="cache folder (created; resumed when it holds the same key)")
+    b.add_argument("--folds", type=int, nargs="+", default=[1], help="folds whose splits are cached (first = row order)")
+    b.add_argument("--splits", nargs="+", default=list(SPLIT_NAMES), choices=SPLIT_NAMES)
+    b.add_argument("--val-fraction", type=float, default=0.1)
+    b.add_argument("--val-seed", type=int, default=0)
+    b.add_argument("--clip-mode", default="all", choices=SAMPLING_MODES)
+    b.add_argument("--clip-seed", type=int, default=0, help="seed of the clip draw in random mode")
+    b.add_argument("--spatial", default="crop", choices=("crop", "pad"), help="spatial policy (default: the VAE's own)")
+    b.add_argument("--short-side", type=int, default=None)
+    b.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=None)
+    b.add_argument("--batch-size", type=int, default=8, help="clips per encoder call (within one video)")
+    b.add_argument("--num-workers", type=int, default=2, help="decode worker processes")
+    b.add_argument("--device", default="auto")
+    b.add_argument("--dtype", default="float32", help="compute dtype: float32, bfloat16 or float16 (autocast)")
+    b.add_argument("--storage-dtype", default="float16", choices=("float16", "float32"))
+    b.add_argument("--content-features", action="store_true", help="also store pooled content-frame features")
+    b.add_argument("--sample", action="store_true", help="also store a seeded posterior sample")
+    b.add_argument("--sample-seed", type=int, default=0)
+    b.add_argument("--logvar", action="store_true", help="also store the posterior log-variance")
+    b.add_argument("--layer-norm", action="store_true", help="per-sample latent layer norm (official extractor)")
+    b.add_argument("--pool-shape", type=int, nargs=4, metavar=("C", "T", "H", "W"), default=None,
+                   help="pooled-pixels output shape (default: about the Reducio latent's size)")
+    b.add_argument("--init-seed", type=int, default=0, help="seed of a random:<preset> init")
+    b.add_argument("--preprocess", default="auto", choices=("auto", "workers", "device"))
+    b.add_argument("--threads", type=int, default=None, help="torch threads of the encoding process")
+    b.add_argument("--num-shards", type=int, default=1, help="shards without torchrun (one process each)")
+    b.add_argument("--shard-index", type=int, default=0)
+    b.add_argument("--retry-failed", action="store_true", help="decode recorded failures again")
+    b.add_argument("--no-merge", action="store_true", help="leave the merge to `python -m lib.cache merge`")
+    b.add_argument("--no-progress", action="store_true")
+    m = sub.add_parser("merge", help="pack a cache whose shards are all done")
+    m.add_argument("out")
+    i = sub.add_parser("info", help="one JSON object describing a finished cache")
+    i.add_argument("out")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from lib.cache import build_cache, merge_cache, open_cache
+
+    try:
+        if args.command == "build":
+            summary = build_cache(
+                data_root=args.data, vae_source=args.vae, out_dir=args.out, fold=args.folds, splits=args.splits,
+                val_fraction=args.val_fraction, val_seed=args.val_seed, clip_mode=args.clip_mode, clip_seed=args.clip_seed,
+                spatial=_spatial(args), batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
+                dtype=args.dtype, storage_dtype=args.storage_dtype, content_features=args.content_features,
+                sample=args.sample, sample_seed=args.sample_seed, logvar=args.logvar, layer_norm=args.layer_norm,
+                pool_shape=args.pool_shape, init_seed=args.init_seed, preprocess=args.preprocess, threads=args.threads,
+                num_shards=args.num_shards, shard_index=args.shard_index, retry_failed=args.retry_failed,
+                merge=not args.no_merge, progress=not args.no_progress)
+            print(summary.describe())
+        elif args.command == "merge":
+            print(merge_cache(args.out))
+        else:
+            cache = open_cache(args.out)
+            print(json.dumps({"path": str(cache.path), "source_kind": cache.source_kind, "classes": cache.num_classes,
+                              "videos": cache.num_videos, "clips": cache.num_clips, "latent_shape": cache.latent_shape,
+                              "arrays": list(cache.arrays), "folds": list(cache.folds), "failures": cache.failures,
+                              "encode_seconds": cache.encode_seconds, "bytes_on_disk": cache.bytes_on_disk,
+                              "key_hash": cache.key_hash}, indent=1))
+    except ActionableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Per-video entries and failure records: the build's unit of work, written atomically.
+
+An entry is ``entries/<ClassDir>/<video stem>.safetensors`` holding one tensor per output
+(``latent``, optionally ``sample``, ``logvar``, ``content``), every row one clip, in the storage
+dtype (float16 by default), plus JSON metadata: the cache key hash, the video's description
+(labels, fps, frame count, size, source size and mtime, the clips' start times and frame
+indices) and its decode/encode seconds. A failure record is
+``failures/<ClassDir>/<video stem>.json`` with the error type and message.
+
+Both are written with :func:`lib.runs.atomic_write` (temp file, fsync, rename): after a
+``kill -9`` a file is either absent or complete, so "the entry exists and its header parses with
+this cache's key hash" is exactly "this video is done". A resumed build re-checks that header and
+the source file's size and mtime, and redoes anything that does not match.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import safetensors.torch
+import torch
+
+from lib.runs import atomic_write, atomic_write_text
+
+ENTRY_FORMAT = "lvs-latent-cache-entry"
+ENTRY_VERSION = "1"
+
+
+def write_entry(path: Path, tensors: Mapping[str, torch.Tensor], *, key_hash: str, video: Mapping[str, Any]) -> None:
+    """Atomically write one video's tensors (already in the storage dtype) and description."""
+    metadata = {"format": ENTRY_FORMAT, "version": ENTRY_VERSION, "key_hash": key_hash,
+                "video": json.dumps(video, sort_keys=True)}
+    payload = safetensors.torch.save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write(path, lambda fh: fh.write(payload))
+
+
+def read_entry_header(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
+    """``(raw metadata, video description)`` without reading the tensors. Raises ValueError on
+    anything that is not a complete entry of this format."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt") as fh:
+            metadata = dict(fh.metadata() or {})
+    except Exception as err:  # safetensors raises its own SafetensorError (not a ValueError subclass)
+        raise ValueError(f"{path}: not a readable safetensors entry ({err})") from err
+    if metadata.get("format") != ENTRY_FORMAT or metadata.get("version") != ENTRY_VERSION:
+        raise ValueError(f"{path}: not a cache entry of format {ENTRY_FORMAT} v{ENTRY_VERSION}")
+    return metadata, json.loads(metadata["video"])
+
+
+def read_entry(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+    """``(tensors, video description, key hash)`` of an entry."""
+    metadata, video = read_entry_header(path)
+    tensors = safetensors.torch.load_file(str(path))
+    return tensors, video, metadata["key_hash"]
+
+
+def write_failure(path: Path, record: Mapping[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(dict(record), indent=1, sort_keys=True) + "\n")
+
+
+def read_failure(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable failure record ({err})") from err
+    if not isinstance(record, dict) or "video" not in record or "reason" not in record:
+        raise ValueError(f"{path}: not a failure record")
+    return record
+
+
+def entry_is_current(path: Path, *, key_hash: str, source_bytes: int, source_mtime_ns: int) -> bool:
+    """The entry is complete, of this key, and made from the source file as it is now."""
+    try:
+        metadata, video = read_entry_header(path)
+    except (ValueError, KeyError):
+        return False
+    return (metadata.get("key_hash") == key_hash and video.get("source_bytes") == source_bytes
+            and video.get("source_mtime_ns") == source_mtime_ns)

@@ -1,0 +1,93 @@
+"""The manifest of a cache folder (``cache.json``): its key and plan, claimed before any work.
+
+:func:`make_key` assembles the key (see :mod:`lib.cache.key` for hashing and differences);
+:func:`claim` writes ``cache.json`` on first use and, on every later build into the folder,
+requires the very same key (:class:`~lib.cache.errors.StaleCacheError` naming what differs);
+:func:`is_done` decides whether a video's entry or failure record can be kept on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import decord
+
+from lib.cache.entries import entry_is_current, read_failure
+from lib.cache.errors import CacheError, StaleCacheError
+from lib.cache.key import FORMAT_VERSION, dataset_fingerprint, describe_differences, key_differences, key_hash
+from lib.cache.merge import MANIFEST_NAME, read_manifest
+from lib.cache.plan import CachePlan, VideoJob, entry_path, failure_path
+from lib.data.clips import ClipSpec
+from lib.data.spatial import SpatialPolicy
+from lib.runs import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+def make_key(*, encoder: Any, spatial: SpatialPolicy, spec: ClipSpec, clip_mode: str, clip_seed_value: int,
+             storage_dtype: str, sample: bool, sample_seed: int, logvar: bool, layer_norm: bool,
+             content_features: bool, plan: CachePlan) -> dict[str, Any]:
+    """The cache key (see :mod:`lib.cache.key`): what decides the stored values and the selection."""
+    return {
+        "format": {"version": FORMAT_VERSION, "storage_dtype": storage_dtype},
+        "encoder": encoder.key(),
+        "outputs": {"sample": sample, "sample_seed": sample_seed if sample else None, "logvar": logvar,
+                    "layer_norm": layer_norm, "content_features": content_features},
+        "clips": {"num_frames": spec.num_frames, "target_fps": spec.target_fps, "mode": clip_mode,
+                  "clip_seed": clip_seed_value if clip_mode == "random" else None},
+        "spatial": spatial.params(),
+        "decode": {"decoder": "decord", "decord_version": decord.__version__, "strict": True},
+        "dataset": {"classes": plan.classes, "folds": list(plan.folds), "splits": list(plan.splits),
+                    "val_fraction": plan.val_fraction, "val_seed": plan.val_seed, "num_videos": len(plan.videos),
+                    "videos_sha256": dataset_fingerprint((v.video_id, v.source_bytes) for v in plan.videos)},
+    }
+
+
+def check_key(cache_dir: Path, stored: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """StaleCacheError naming every differing field, unless the keys are equal."""
+    differences = key_differences(stored, wanted)
+    if differences:
+        raise StaleCacheError(
+            cache_dir, f"was built with another key ({len(differences)} difference(s): {describe_differences(differences)})",
+            "build into a new --out folder (or delete this one); a cache is never reused with other settings",
+            differences=differences)
+
+
+def claim(cache_dir: Path, key: dict[str, Any], plan: CachePlan, provenance: dict[str, Any]) -> None:
+    """Write cache.json (key + plan) on first use; on later runs require the same key."""
+    path = cache_dir / MANIFEST_NAME
+    if path.is_file():
+        check_key(cache_dir, read_manifest(cache_dir)["key"], key)
+        return
+    if cache_dir.is_dir() and any(cache_dir.iterdir()):
+        raise CacheError(cache_dir, f"exists, is not empty and has no {MANIFEST_NAME} (not a cache folder)",
+                         "choose another --out folder, or empty this one")
+    manifest = {
+        "format": "lvs-latent-cache-manifest", "key": key, "key_hash": key_hash(key), "provenance": provenance,
+        "plan": {"classes": plan.classes, "dataset_root": str(plan.root), "videos": [v.video_id for v in plan.videos],
+                 "split_lists": {str(f): lists for f, lists in plan.split_lists.items()}},
+    }
+    atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+
+
+def is_done(cache_dir: Path, job: VideoJob, khash: str, retry_failed: bool) -> bool:
+    entry = entry_path(cache_dir, job.video_id)
+    if entry.is_file():
+        if entry_is_current(entry, key_hash=khash, source_bytes=job.source_bytes, source_mtime_ns=job.source_mtime_ns):
+            return True
+        log.warning("%s: stale or unreadable entry (source file changed, or written by another build); redoing it", entry)
+        entry.unlink(missing_ok=True)
+    failure = failure_path(cache_dir, job.video_id)
+    if failure.is_file() and not retry_failed:
+        try:
+            record = read_failure(failure)
+        except ValueError:
+            record = {}
+        if (record.get("key_hash") == khash and record.get("source_bytes") == job.source_bytes
+                and record.get("source_mtime_ns") == job.source_mtime_ns):
+            return True
+    failure.unlink(missing_ok=True)
+    return False
