@@ -34,6 +34,8 @@ from lib.paths import NOTEBOOKS_DIR, REPO_ROOT, RUNS_DIR, resolve_path
 from lib.runs import atomic_write_text
 
 DONE_FILE = "DONE.json"
+STARTED_FILE = "STARTED.json"  # fingerprint of the settings a step's run directory was started with
+STALE_DIR = "_stale"  # under RUNS_DIR: run directories of superseded settings (kept, never reused)
 RESERVED_PARAMETERS = ("run_dir",)  # set by the runner, never by a params file
 
 
@@ -83,6 +85,25 @@ def fingerprint(step: Step) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def set_aside_stale(run_dir: Path, fp: str) -> Path | None:
+    """Move ``run_dir`` to ``outputs/runs/_stale/<study>/<step>-<time>/`` when it holds results
+    of other params or notebook source (its STARTED/DONE fingerprint differs from ``fp``).
+
+    Why: notebooks resume finished work found in their run directory (seeds, caches of
+    results); results of other settings must neither be reused silently nor be deleted.
+    A directory of the same fingerprint (an interrupted run) is kept, so it resumes.
+    """
+    recorded = [json.loads(f.read_text()).get("fingerprint") for f in (run_dir / STARTED_FILE, run_dir / DONE_FILE)
+                if f.is_file()]
+    if not run_dir.is_dir() or (recorded and all(r == fp for r in recorded)) or not any(run_dir.iterdir()):
+        return None
+    target = RUNS_DIR / STALE_DIR / run_dir.parent.name / f"{run_dir.name}-{time.strftime('%Y%m%dT%H%M%S')}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.rename(target)
+    print(f"[study] {run_dir.name}: results of other settings moved to {target}", flush=True)
+    return target
+
+
 def run_study(params_file: str | Path, *, force: bool = False, kernel_name: str = "python3") -> Path:
     """Run every step of ``params_file`` not already finished; returns the study's run folder."""
     import papermill
@@ -99,8 +120,10 @@ def run_study(params_file: str | Path, *, force: bool = False, kernel_name: str 
             print(f"[study] {step.name}: finished earlier, skipped ({done})")
             continue
         redo_rest = True  # later notebooks consume this one's results
+        set_aside_stale(run_dir, fp)
         done.unlink(missing_ok=True)
         run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / STARTED_FILE, json.dumps({"fingerprint": fp}) + "\n")
         executed = run_dir / f"{step.name}.ipynb"
         print(f"[study] {step.name}: running -> {executed}", flush=True)
         start = time.perf_counter()

@@ -463,6 +463,13 @@ def test_with_the_model_registry(tmp_path: Path) -> None:
     result = run_experiment(model_name="conv3d_paper", run_dir=tmp_path, data=data, seeds=(0,), measure_inference_speed=False,
                             figures=False, train_config={"epochs": 5, "batch_size": 16, "progress": False, "device": "cpu"})
     assert result.accuracy("test")[0] >= 0.75
+    # A finished seed is reused for the same settings (device may differ) but never for others.
+    again = run_experiment(model_name="conv3d_paper", run_dir=tmp_path, data=data, seeds=(0,), measure_inference_speed=False,
+                           figures=False, train_config={"epochs": 5, "batch_size": 16, "progress": True, "device": "cpu"})
+    assert again.accuracy("test") == result.accuracy("test")
+    with pytest.raises(ActionableError, match="other training settings.*batch_size"):
+        run_experiment(model_name="conv3d_paper", run_dir=tmp_path, data=data, seeds=(0,), measure_inference_speed=False,
+                       figures=False, train_config={"epochs": 5, "batch_size": 8, "progress": False, "device": "cpu"})
     assert result.cost["flops_per_clip"] == models.forward_flops(models.build_model(
         "conv3d_paper", num_classes=4, input_shape=(16, 4, 2, 3)), [(16, 4, 2, 3)])
     with pytest.raises(ActionableError, match="unknown model name 'conv9d'.*conv3d_paper"):

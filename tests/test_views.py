@@ -43,3 +43,18 @@ def test_study_frame_labels_pooled_pixel_runs_and_published_numbers(tmp_path: Pa
     assert table.loc["pooled pixels", "published test"] == ""
     assert table.loc["latent", "test (video)"] == "50.0 ± 1.0"
     assert "| model |" in views.frame_to_markdown(views.headline_table(frame))
+
+
+def test_study_sets_aside_run_dirs_of_other_settings(tmp_path: Path, monkeypatch) -> None:
+    from lib import study
+
+    monkeypatch.setattr(study, "RUNS_DIR", tmp_path)
+    run_dir = tmp_path / "default" / "06_pixel_baseline"
+    (run_dir / "model" / "seed0").mkdir(parents=True)
+    (run_dir / "model" / "seed0" / "metrics.json").write_text("{}")
+    (run_dir / study.STARTED_FILE).write_text(json.dumps({"fingerprint": "old"}))
+    assert study.set_aside_stale(run_dir, "old") is None and run_dir.is_dir()  # same settings: resume in place
+    moved = study.set_aside_stale(run_dir, "new")
+    assert moved is not None and not run_dir.exists()
+    assert (moved / "model" / "seed0" / "metrics.json").is_file()  # kept, not deleted
+    assert moved.parent == tmp_path / study.STALE_DIR / "default"

@@ -23,7 +23,7 @@ from torch import nn
 from lib.classify.config import TrainConfig
 from lib.classify.cost import CostRow, count_parameters, forward_flops, machine_description, mean_cost, measure_inference
 from lib.classify.engine import train_and_evaluate
-from lib.classify.errors import InputMismatchError, UnknownNameError
+from lib.classify.errors import InputMismatchError, RunMismatchError, UnknownNameError
 from lib.classify.loading import ExperimentData, load_latent_data, load_pixel_data
 from lib.classify.metrics import aggregate_seeds, aggregate_split_table, format_mean_std, headline
 from lib.data.clips import SamplingMode
@@ -93,6 +93,21 @@ def _seed_done(seed_dir: Path) -> dict[str, Any] | None:
         return None
     metrics = json.loads(path.read_text())
     return metrics if metrics.get("complete") and "cost" in metrics else None
+
+
+# Settings that may differ between the run that finished a seed and a rerun (where and how fast,
+# not what): everything else must match, or the stored result belongs to another experiment.
+_RUNTIME_ONLY = frozenset({"device", "progress", "num_workers", "max_train_seconds", "eval_batch_size"})
+
+
+def _check_same_config(seed_dir: Path, finished: Mapping[str, Any], config: TrainConfig) -> None:
+    """A finished seed is reused only for the same training settings; never silently when stale."""
+    stored = {k: v for k, v in (finished.get("config") or {}).items() if k not in _RUNTIME_ONLY}
+    asked = {k: v for k, v in config.record().items() if k not in _RUNTIME_ONLY}
+    diff = {k: (stored.get(k), asked.get(k)) for k in sorted(set(stored) | set(asked)) if stored.get(k) != asked.get(k)}
+    if diff:
+        raise RunMismatchError(seed_dir, f"holds a finished run with other training settings (stored vs asked: {diff})",
+                               "use another run_dir, or delete this seed folder to retrain it with the new settings")
 
 
 def _check_kind(info: Any, name: str, data: ExperimentData | None, cache_dir: Any, data_root: Any) -> None:
@@ -187,6 +202,9 @@ def run_experiment(*, model_name: str, run_dir: str | os.PathLike[str] | RunDir,
     root.mkdir(parents=True, exist_ok=True)
 
     done = {seed: _seed_done(root / f"seed{seed}") for seed in seeds}
+    for seed, finished in done.items():
+        if finished is not None:
+            _check_same_config(root / f"seed{seed}", finished, config.replace(seed=seed))
     if any(m is None for m in done.values()):
         _check_kind(info, model_name, data, cache_dir, data_root)
         if data is None:
