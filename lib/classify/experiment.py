@@ -167,7 +167,8 @@ def run_experiment(*, model_name: str, run_dir: str | os.PathLike[str] | RunDir,
                    data_root: str | os.PathLike[str] | None = None, data: ExperimentData | None = None, fold: int = 1,
                    seeds: Sequence[int] = (0, 1, 2), train_config: Mapping[str, Any] | TrainConfig | None = None,
                    model_overrides: Mapping[str, Any] | None = None, use_recipe: bool = True, cache_kind: str = "latent",
-                   pixel_spatial: SpatialPolicy | None = None, clip_mode: SamplingMode = "all", num_workers: int = 0,
+                   pixel_spatial: SpatialPolicy | None = None, pixel_flip: bool = True, clip_mode: SamplingMode = "all",
+                   num_workers: int = 0,
                    expected_input_shape: Sequence[int] | None = None, measure_inference_speed: bool = True,
                    figures: bool = True, origin: str | os.PathLike[str] | None = None,
                    models: ModelFactory | None = None) -> ExperimentResult:
@@ -209,7 +210,7 @@ def run_experiment(*, model_name: str, run_dir: str | os.PathLike[str] | RunDir,
         _check_kind(info, model_name, data, cache_dir, data_root)
         if data is None:
             if info.input_kind == "pixels":
-                data = load_pixel_data(data_root, cache_dir=cache_dir, fold=fold, spatial=pixel_spatial, clip_mode=clip_mode,
+                data = load_pixel_data(data_root, cache_dir=cache_dir, fold=fold, spatial=pixel_spatial, flip=pixel_flip, clip_mode=clip_mode,
                                        num_workers=config.num_workers)
             else:
                 assert cache_dir is not None

@@ -105,7 +105,7 @@ def load_latent_data(cache_dir: str | os.PathLike[str], *, fold: int = 1, with_c
 def load_pixel_data(data_root: str | os.PathLike[str] | None = None, *, cache_dir: str | os.PathLike[str] | None = None,
                     fold: int = 1, spatial: SpatialPolicy | None = None, clip_spec: ClipSpec = ClipSpec(),
                     clip_mode: SamplingMode = "all", val_fraction: float = 0.1, val_seed: int = 0, num_workers: int = 0,
-                    augment: bool = True) -> ExperimentData:
+                    augment: bool = True, flip: bool = True) -> ExperimentData:
     """Every clip of the fold's train/val/test videos as decoded pixel batches.
 
     With ``cache_dir`` the clips are exactly the cache's (same videos, same source frames, same
@@ -114,7 +114,8 @@ def load_pixel_data(data_root: str | os.PathLike[str] | None = None, *, cache_di
     latent models. Without it, the fold of ``data_root`` is sampled here (``clip_spec``,
     ``clip_mode``, ``val_fraction``, ``val_seed``; each video opened once to count its clips).
     ``spatial``: frame geometry (default: short side 128, centre crop 112x112, uint8 resize, the
-    usual R(2+1)D input). ``augment``: random crop + flip on training clips."""
+    usual R(2+1)D input). ``augment``: random crop (+ horizontal flip when ``flip``; turn it off
+    for datasets with direction classes, like the synthetic set's MoveLeft/MoveRight) on training clips."""
     policy = spatial or CropPolicy(short_side=128, crop=(112, 112), resize_precision="uint8")
     items_by_split: dict[str, list[PixelClipItem]] = {}
     if cache_dir is not None:
@@ -149,7 +150,7 @@ def load_pixel_data(data_root: str | os.PathLike[str] | None = None, *, cache_di
     sources: dict[str, PixelClips | None] = {}
     for split in SPLITS:
         items = items_by_split.get(split, [])
-        dataset_split = PixelClipDataset(items, policy, augment=augment and split == "train")
+        dataset_split = PixelClipDataset(items, policy, augment=augment and split == "train", flip=flip)
         sources[split] = PixelClips(dataset_split, split=split, num_workers=num_workers, class_names=class_names) if items else None
     train, test = sources["train"], sources["test"]
     if train is None or test is None:
