@@ -25,6 +25,28 @@ def cache_paths(name: str) -> tuple[Path, Path]:
     return base / "latent", base / "pooled_pixels"
 
 
+def build_study_caches(*, data_root: str | Path, vae_source: str, cache_name: str, folds: list[int],
+                       val_fraction: float, val_seed: int, clip_mode: str, batch_size: int, num_workers: int,
+                       device: str, dtype: str, content_features: bool, layer_norm: bool, pooled_pixels: bool,
+                       replace_stale: bool) -> tuple[Any, Any | None]:
+    """A study's two caches (notebook 02): the latents, then the pooled-pixels control on the same
+    clips and spatial policy. Returns ``(latent BuildSummary, pooled BuildSummary or None)``."""
+    from lib.cache.build import build_cache
+    from lib.cache.reader import open_cache
+
+    latent_dir, pooled_dir = cache_paths(cache_name)
+    common: dict[str, Any] = dict(fold=folds, val_fraction=val_fraction, val_seed=val_seed, clip_mode=clip_mode,
+                                  batch_size=batch_size, num_workers=num_workers, device=device,
+                                  replace_stale=replace_stale)
+    latent = build_cache(data_root=data_root, vae_source=vae_source, out_dir=latent_dir, dtype=dtype,
+                         content_features=content_features, layer_norm=layer_norm, **common)
+    pooled = None
+    if pooled_pixels:
+        pooled = build_cache(data_root=data_root, vae_source="pooled-pixels", out_dir=pooled_dir,
+                             spatial=open_cache(latent_dir).spatial_policy(), **common)
+    return latent, pooled
+
+
 def split_table(cache: Cache, fold: int = 1) -> pd.DataFrame:
     """Per split of ``fold``: videos listed, cached and failed, clips, clips per video, groups."""
     failed = {f["video"] for f in cache.failure_records}
