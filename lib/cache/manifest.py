@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,6 @@ from lib.cache.merge import MANIFEST_NAME, read_manifest
 from lib.cache.plan import CachePlan, VideoJob, entry_path, failure_path
 from lib.data.clips import ClipSpec
 from lib.data.spatial import SpatialPolicy
-from lib.runs import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +57,19 @@ def check_key(cache_dir: Path, stored: dict[str, Any], wanted: dict[str, Any]) -
 
 
 def claim(cache_dir: Path, key: dict[str, Any], plan: CachePlan, provenance: dict[str, Any]) -> None:
-    """Write cache.json (key + plan) on first use; on later runs require the same key."""
+    """Write cache.json (key + plan) on first use; on later runs require the same key.
+
+    Shards started together (torchrun ranks, or ``--num-shards`` processes launched side by side)
+    all claim the folder at once, so the manifest is published with an exclusive hard link: exactly
+    one process creates it, the others find it and check its key like a later run would.
+    """
     path = cache_dir / MANIFEST_NAME
     if path.is_file():
         check_key(cache_dir, read_manifest(cache_dir)["key"], key)
         return
-    if cache_dir.is_dir() and any(cache_dir.iterdir()):
+    # another shard's draft, or the manifest it published since the check above, is not foreign content
+    foreign = [p for p in cache_dir.iterdir() if not _is_manifest_file(p.name)] if cache_dir.is_dir() else []
+    if foreign:
         raise CacheError(cache_dir, f"exists, is not empty and has no {MANIFEST_NAME} (not a cache folder)",
                          "choose another --out folder, or empty this one")
     manifest = {
@@ -70,7 +77,24 @@ def claim(cache_dir: Path, key: dict[str, Any], plan: CachePlan, provenance: dic
         "plan": {"classes": plan.classes, "dataset_root": str(plan.root), "videos": [v.video_id for v in plan.videos],
                  "split_lists": {str(f): lists for f, lists in plan.split_lists.items()}},
     }
-    atomic_write_text(path, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    draft = cache_dir / f".{MANIFEST_NAME}.{os.getpid()}.draft"
+    with open(draft, "wb") as fh:
+        fh.write((json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    try:
+        os.link(draft, path)  # atomic and exclusive: fails if another shard published first
+    except FileExistsError:
+        check_key(cache_dir, read_manifest(cache_dir)["key"], key)
+    except OSError:  # a filesystem without hard links: fall back to an atomic (last-writer-wins) rename
+        os.replace(draft, path)
+    finally:
+        draft.unlink(missing_ok=True)
+
+
+def _is_manifest_file(name: str) -> bool:
+    return name == MANIFEST_NAME or (name.startswith(f".{MANIFEST_NAME}.") and name.endswith(".draft"))
 
 
 def is_done(cache_dir: Path, job: VideoJob, khash: str, retry_failed: bool) -> bool:
