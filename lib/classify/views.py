@@ -37,16 +37,29 @@ PUBLISHED: dict[str, dict[str, float]] = {
 def train_models(model_names: Sequence[str], *, cache_dir: str | os.PathLike[str], fold: int, run: RunDir,
                  seeds: Sequence[int], train_config: Mapping[str, Any] | None = None,
                  model_overrides: Mapping[str, Mapping[str, Any]] | None = None, origin: str | None = None,
-                 kind: str = "latent") -> dict[str, ExperimentResult]:
+                 kind: str = "latent", jobs: int = 1, threads: int = 1) -> dict[str, ExperimentResult]:
     """Train every model of ``model_names`` for every seed into ``run/<model>/seed<k>/``.
 
     The cache is read once per input kind (latent, or latent + content features for fusion
     models). ``train_config`` (e.g. ``{"epochs": 30}``) overrides each model's registry recipe;
-    ``model_overrides`` maps a model name to fields of its config dataclass.
+    ``model_overrides`` maps a model name to fields of its config dataclass. ``jobs`` > 1 trains
+    the unfinished (model, seed) runs in that many worker processes with ``threads`` torch
+    threads each (:mod:`lib.classify.parallel`; same results as ``jobs=1``), then aggregates here.
     """
+    from lib.classify.experiment import _seed_done
     from lib.classify.loading import load_latent_data
+    from lib.classify.parallel import SeedJob, run_seed_jobs
     from lib.models import model_info
 
+    if jobs > 1:
+        pending = [SeedJob(model_name=name, seed=int(seed), cache_dir=os.fspath(cache_dir), run_path=os.fspath(run.path),
+                           fold=fold, cache_kind=kind, train_config=dict(train_config or {}),
+                           model_overrides=dict((model_overrides or {}).get(name, {})), origin=origin)
+                   for name in model_names for seed in seeds
+                   if _seed_done(run.path / name / f"seed{seed}") is None]
+        for name in model_names:  # an unknown name fails here, before any worker starts
+            model_info(name, origin=origin)
+        run_seed_jobs(pending, workers=jobs, threads=threads)
     loaded: dict[str, ExperimentData] = {}
     results: dict[str, ExperimentResult] = {}
     for name in model_names:

@@ -69,6 +69,17 @@ class VideoAutoencoderConfig:
     # over 10^5+ GPU steps; a 10-minute CPU run cannot, and without this its latents only learn
     # a blurry mean colour. No parameter is added: state-dict keys and shapes are unchanged.
     content_residual: bool | None = None
+    # Local extension on top of content_residual (None = off, never written back to official
+    # configs). True: conv_out gets 2 more channels, a per-pixel, per-frame displacement field
+    # (in pixels, scaled by CONTENT_WARP_SCALE); the output is the content frame WARPED by it
+    # (bilinear, border padding) plus the RGB residual; conv_out also takes the content frame's
+    # pixels as 3 more input channels (it can filter what it moves: the frame carries its own
+    # sensor noise and codec artefacts, which the other 15 frames do not share). Why: in the synthetic set (camera shake,
+    # moving objects) and in real clips most change between frames is displacement; a conv decoder
+    # has to learn to move texture from scratch, which a 10-minute CPU run does not manage (the
+    # residual-only decoder stayed at the baseline), whereas a displacement field gets a useful
+    # gradient (image gradient x error) from step 0 and is zero-initialised like the residual.
+    content_warp: bool | None = None
 
     @property
     def num_levels(self) -> int:
@@ -245,6 +256,8 @@ def _validate(cfg: ReducioConfig) -> None:
         (dd.pos_embed_mode == "t", f"pos_embed_mode={dd.pos_embed_mode!r}: only 't' is implemented"),
         (dd.use_3d_conv, "use_3d_conv=False is not supported"),
         (dd.upsample_first, "upsample_first=False is not supported"),
+        (not dd.content_warp or bool(dd.content_residual),
+         "content_warp=True needs content_residual=True (the warp moves the content frame the residual is added to)"),
         (not dd.attn_resolutions and not d2.attn_resolutions,
          "attention inside resolution levels (attn_resolutions) is not supported"),
         (dd.ch_in is None or dd.ch_in == dd.ch, f"ch_in={dd.ch_in} != ch={dd.ch} is not supported"),

@@ -91,7 +91,11 @@ class FusionDecoder(nn.Module):
                 frames *= 2
         self.up = nn.ModuleList(levels)
         self.norm_out = GroupNorm32(block_in)
-        self.conv_out = conv_nd(3, block_in, dd.out_ch, 3, padding=1)
+        self.content_warp = bool(dd.content_warp)
+        # with content_warp, 2 more output channels: the displacement field (see warp_frame)
+        # with content_warp the last conv also sees the content frame's pixels (3 more input
+        # channels), so it can filter (denoise) and place what it moves
+        self.conv_out = conv_nd(3, block_in + 3 * self.content_warp, dd.out_ch + 2 * self.content_warp, 3, padding=1)
         # Local extension (see VideoAutoencoderConfig.content_residual): predict the difference
         # to the content frame, starting exactly at the repeat-the-content-frame baseline.
         self.content_residual = bool(dd.content_residual)
@@ -132,7 +136,37 @@ class FusionDecoder(nn.Module):
                 h = self._run(block, h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
-        out = self.conv_out(F.silu(self.norm_out(h)))  # (B, 3, T, H, W)
-        if frame is not None:
-            out = out + frame.unsqueeze(2)  # the content frame on every output frame (dtype promotes)
-        return out
+        h = F.silu(self.norm_out(h))
+        if self.content_warp:  # (B, C + 3, T, H, W): the content frame's pixels on every frame
+            h = torch.cat([h, frame.to(h.dtype).unsqueeze(2).expand(-1, -1, h.shape[2], -1, -1)], dim=1)
+        out = self.conv_out(h)  # (B, 3 [+ 2], T, H, W)
+        if frame is None:
+            return out
+        if self.content_warp:  # motion-compensated: the frame moved by the field, plus the residual
+            residual, flow = out[:, :3], out[:, 3:]
+            return residual + warp_frame(frame, flow * CONTENT_WARP_SCALE)
+        return out + frame.unsqueeze(2)  # the content frame on every output frame (dtype promotes)
+
+
+# Displacement (pixels) per unit of the decoder's flow output: the zero-initialised conv_out
+# starts at 0 px and, with weights of a usual size, reaches the few pixels camera shake and object
+# motion span within a second at these resolutions.
+CONTENT_WARP_SCALE = 4.0
+
+
+def warp_frame(frame: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+    """Backward-warp a frame by a per-frame displacement field.
+
+    frame (B, 3, H, W); flow (B, 2, T, H, W) in pixels, channel 0 = x (width), 1 = y (height):
+    output pixel (t, y, x) samples the frame at (y + flow_y, x + flow_x), bilinear, borders
+    repeated. Returns (B, 3, T, H, W) in float32 (sampling positions need the precision).
+    """
+    b, _, t, h, w = flow.shape
+    flow = flow.float().permute(0, 2, 3, 4, 1).reshape(b * t, h, w, 2)  # (B*T, H, W, xy)
+    ys = torch.linspace(-1 + 1 / h, 1 - 1 / h, h, device=flow.device)  # pixel centres, align_corners=False
+    xs = torch.linspace(-1 + 1 / w, 1 - 1 / w, w, device=flow.device)
+    base = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (H, W, xy)
+    grid = base + flow * flow.new_tensor([2 / w, 2 / h])
+    source = frame.float().unsqueeze(1).expand(b, t, *frame.shape[1:]).reshape(b * t, *frame.shape[1:])
+    warped = F.grid_sample(source, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return warped.reshape(b, t, *warped.shape[1:]).transpose(1, 2)  # (B, 3, T, H, W)

@@ -81,9 +81,11 @@ def _reduced(*, ch: int, ch_mult: list[int], ch_2d: int, ch_mult_2d: list[int], 
 
 
 def _local(**widths: Any) -> dict[str, Any]:
-    """A locally trained preset: reduced widths + the residual decoder (config.content_residual)."""
+    """A locally trained preset: reduced widths + the motion-compensated residual decoder
+    (config.content_residual + config.content_warp)."""
     params = _reduced(**widths)
     params["ddconfig"]["content_residual"] = True
+    params["ddconfig"]["content_warp"] = True
     return params
 
 

@@ -142,6 +142,11 @@ class TrainPreset:
     # for hundreds of steps; the official run had 10^5+ steps to grow out of that, we have ~10^3.
     logvar_init: float | None = None
     loss: VAELossWeights = field(default_factory=VAELossWeights)
+    # lr multiplier of the decoder's conv_out. Why: with the local presets' zero-initialised
+    # conv_out, what it must learn (filter the content frame it sees, a displacement field of a
+    # few pixels) needs weights of order 0.1-1, and AdamW moves a weight by about lr per step:
+    # at 5e-4 that takes thousands of steps, more than a 10-minute run has.
+    out_lr_scale: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "eval_batch_size"):
@@ -176,7 +181,7 @@ PRESETS: dict[str, TrainPreset] = {
         name="smoke", model_preset="local-smoke", steps=6, batch_size=2, lr=1e-3, warmup_steps=2,
         final_lr_fraction=0.1, weight_decay=0.0, grad_clip=1.0, bank_size=(36, 48), crop=(32, 32), hflip=True,
         color_aug=True, max_train_clips_per_video=None, val_clips=None, probe_clips=2, checkpoint_every=3,
-        eval_batch_size=4, logvar_init=-6.0,
+        eval_batch_size=4, logvar_init=-6.0, out_lr_scale=10.0,
     ),
     # The study's local VAE, sized for ~10 minutes of training on a 2-core CPU (bf16 autocast:
     # 1.6-1.8 clips/s at 64x96; fp32 is 0.7-1.1). lr 5e-4: 1e-3 was noisier and 1e-4 slower in
@@ -186,7 +191,7 @@ PRESETS: dict[str, TrainPreset] = {
         name="default", model_preset="local-default", steps=450, batch_size=2, lr=5e-4, warmup_steps=20,
         final_lr_fraction=0.05, weight_decay=0.0, grad_clip=1.0, bank_size=(72, 96), crop=(64, 96), hflip=True,
         color_aug=True, max_train_clips_per_video=None, val_clips=None, probe_clips=8, checkpoint_every=50,
-        eval_batch_size=8, logvar_init=-6.0,
+        eval_batch_size=8, logvar_init=-6.0, out_lr_scale=10.0,
     ),
 }
 
@@ -404,9 +409,16 @@ def build_model(preset: TrainPreset, seed: int) -> Any:
 
 
 def build_optimizer(model: torch.nn.Module, preset: TrainPreset) -> torch.optim.Optimizer:
-    # Only trainable parameters: the frozen sinusoid tables of the fusion blocks stay out.
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=preset.lr, betas=(0.9, 0.99), weight_decay=preset.weight_decay)
+    """AdamW over the trainable parameters (the frozen sinusoid tables of the fusion blocks stay
+    out); the decoder's ``conv_out`` in a group of its own at ``out_lr_scale`` x the lr."""
+    decoder = getattr(model, "decoder", None)
+    out_params = {id(p) for p in decoder.conv_out.parameters()} if decoder is not None else set()
+    body = [p for p in model.parameters() if p.requires_grad and id(p) not in out_params]
+    head = [p for p in model.parameters() if p.requires_grad and id(p) in out_params]
+    groups = [{"params": body, "lr_scale": 1.0}]
+    if head:
+        groups.append({"params": head, "lr_scale": preset.out_lr_scale})
+    return torch.optim.AdamW(groups, lr=preset.lr, betas=(0.9, 0.99), weight_decay=preset.weight_decay)
 
 
 # =================================================================================================
@@ -539,7 +551,7 @@ def run(
             t0 = time.perf_counter()
             lr = lr_at(step, p)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             x = sampler.batch(step)  # (B, 3, 16, h, w) in [-1, 1]
             terms = train_step(model, optimizer, x, weights=p.loss,
                                generator=make_generator(cfg.seed, _POSTERIOR_DOMAIN, step), grad_clip=p.grad_clip,
@@ -658,6 +670,7 @@ def build_parser() -> argparse.ArgumentParser:
     over.add_argument("--batch-size", type=int, default=None)
     over.add_argument("--lr", type=float, default=None)
     over.add_argument("--warmup-steps", type=int, default=None)
+    over.add_argument("--out-lr-scale", type=float, default=None, help="lr multiplier of the decoder's conv_out")
     over.add_argument("--checkpoint-every", type=int, default=None)
     over.add_argument("--bank-size", type=_pair, default=None, help="stored frame size HxW (e.g. 72x96)")
     over.add_argument("--crop", type=_pair, default=None, help="training/eval crop HxW, multiples of 32")
@@ -690,7 +703,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for arg, name in (("model_preset", "model_preset"), ("steps", "steps"), ("batch_size", "batch_size"),
                       ("lr", "lr"), ("warmup_steps", "warmup_steps"), ("checkpoint_every", "checkpoint_every"),
                       ("bank_size", "bank_size"), ("crop", "crop"), ("val_clips", "val_clips"),
-                      ("probe_clips", "probe_clips")):
+                      ("probe_clips", "probe_clips"), ("out_lr_scale", "out_lr_scale")):
         if getattr(args, arg) is not None:
             changes[name] = getattr(args, arg)
     if args.no_hflip:
