@@ -6,9 +6,10 @@
 - ``reference-small``: the small config the parity reference data were produced with.
 - ``local-smoke`` / ``local-default``: reduced widths for a VAE trained locally on CPU. They keep
   the released geometry (6 levels, temporal factor 4, spatial factor 32, 16 latent channels,
-  fusion at levels 2, 3 and mid) so latents have the released shapes, and use the residual
-  decoder extension (``ddconfig.content_residual``, see lib.vae.config) so that a CPU run of
-  minutes can beat the repeat-the-content-frame baseline. Parameters (total /
+  fusion at levels 2, 3 and mid) so latents have the released shapes, and use the
+  motion-compensated decoder extensions (``ddconfig.content_residual`` + ``content_warp``, see
+  lib.vae.config; the warp adds 2,135 weights to conv_out) so that a CPU run of minutes starts at,
+  and can improve on, the repeat-the-content-frame baseline. Parameters (total /
   encoder path): local-smoke 5.17 M / 1.74 M, local-default 5.86 M / 1.93 M, reference-small
   6.87 M / 1.93 M (released ft4: 437.1 M / 141.9 M). On the 2-core CI CPU a training step
   (batch 2, 16x64x64, float32) takes ~3 s for local-default; local-smoke at 16x32x32 ~0.6 s.

@@ -52,15 +52,26 @@ A rerun of a finished run does nothing (it re-evaluates if ``metrics.json`` is m
 with different settings in the same folder is refused. One run per folder at a time (temp files
 a killed run left behind are deleted at start).
 
-Measured (2-core AMD EPYC with AVX512-BF16, other jobs sharing it; preset ``default``; the
-run's own numbers land in ``metrics.json``): decode 18 s (3,902 train clips,
-110 val clips), 450 steps x 2 clips in 570 s (1.58 clips/s), final evaluation 59 s; 11.5 min for
-the whole command. Held-out (110 val clips, 64x96): VAE 16.5 dB PSNR / SSIM 0.00, baseline
-"repeat the content frame" 24.2 dB / 0.84. The VAE does NOT beat the baseline at this budget:
-after ~900 clips the decoder has learned the average look plus some colour, not yet to copy the
-content frame (its output is nearly the same for every clip). Shorter probes on 32x32 crops
-(~10 clips/s) behave the same (best 18.3 dB vs a 26.1 dB baseline after 1,200 clips). Getting
-there needs far more steps (a resumable longer run, or a GPU) than 10 CPU minutes allow.
+Measured (2-core AMD EPYC with AVX512-BF16, inside `make study`, uncontended; preset
+``default``; the run's own numbers land in ``metrics.json``): decode 15 s (3,902 train clips, 110
+val clips), 450 steps x 2 clips in 548 s (1.64 clips/s), final evaluation 52 s. Held-out (110 val
+clips, 64x96), by decoder design:
+
+==============================================  ===========  =======================================
+decoder (local presets)                          PSNR / SSIM  vs "repeat the content frame" (24.21 / 0.837)
+==============================================  ===========  =======================================
+official (no extension)                          16.5 / 0.00  -7.7 dB: learns the mean look only
++ content_residual                               24.21 / 0.837  +0.00 dB: adds nothing
++ content_warp (displacement field, frame into   24.29 / 0.837  +0.08 dB (current presets)
+  conv_out), conv_out lr x10
+==============================================  ===========  =======================================
+
+So the VAE only just edges past the baseline; it is not yet CLEARLY better. What is reachable:
+on the same 110 clips, the best global integer shift of the content frame per frame scores 26.25
+dB and the clip's temporal mean frame 26.86 dB (much of the baseline's error is per-frame sensor
+noise and codec artefacts), so there are ~2 dB for a decoder that moves and filters the frame.
+Probes (150-200 steps): conv_out lr x20 first drops to 21.3 dB and climbs back to +0.14 dB by step
+125; lr 2e-3 everywhere and an MSE-only loss both stay below the baseline.
 """
 
 from __future__ import annotations
