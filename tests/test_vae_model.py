@@ -390,3 +390,20 @@ def test_fresh_residual_decoder_starts_at_the_content_frame_baseline() -> None:
     opt.step()
     with torch.no_grad():
         assert not torch.equal(model.eval().reconstruct(x), x[:, :, 7:8].expand_as(x))
+
+
+def test_clip_metrics_score_the_whole_clip_not_a_mean_of_capped_frame_psnrs() -> None:
+    """The baseline's exact content frame must not buy it ~5 dB (its 100 dB frame averaged in)."""
+    from lib.recon import Reconstruction, clip_metrics, content_frame_baseline
+    from lib.vae.losses import psnr
+
+    g = torch.Generator().manual_seed(0)
+    clips = torch.rand(2, 3, 16, 32, 32, generator=g) * 2 - 1
+    noisy = (clips + 0.05 * torch.randn(clips.shape, generator=g)).clamp(-1, 1)
+    rec = Reconstruction(clips, noisy, torch.zeros(2, 16, 4, 1, 1), 7)
+    rows = {(r["clip"], r["method"]): r for r in clip_metrics(rec, ["a", "b"])}
+    baseline = content_frame_baseline(clips)
+    expected = 10 * torch.log10(4 / (baseline - clips).square().mean(dim=(1, 2, 3, 4)))
+    assert rows[("a", "content-frame baseline")]["psnr"] == pytest.approx(float(expected[0]), abs=1e-3)
+    assert rows[("b", "vae")]["psnr"] == pytest.approx(float(psnr(clips, noisy)[1]), abs=1e-4)
+    assert rows[("a", "content-frame baseline")]["psnr"] < 50  # no 100 dB frame in it
