@@ -82,12 +82,17 @@ def per_frame(metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], orig
     return metric(a, r).reshape(b, t)
 
 
+def _estimates(rec: Reconstruction) -> tuple[tuple[str, torch.Tensor], ...]:
+    """The methods the metrics compare: the VAE's reconstruction and the content-frame baseline."""
+    return ("vae", rec.reconstruction), ("content-frame baseline", content_frame_baseline(rec.original))
+
+
 def frame_metrics(rec: Reconstruction, names: Sequence[str]) -> list[dict[str, object]]:
     """Rows (clip, method, frame, psnr, ssim) for the VAE and the content-frame baseline."""
     from lib.vae.losses import psnr, ssim
 
     rows: list[dict[str, object]] = []
-    for method, estimate in (("vae", rec.reconstruction), ("content-frame baseline", content_frame_baseline(rec.original))):
+    for method, estimate in _estimates(rec):
         psnr_bt, ssim_bt = per_frame(psnr, rec.original, estimate), per_frame(ssim, rec.original, estimate)
         for i, name in enumerate(names):
             for t in range(rec.original.shape[2]):
@@ -104,7 +109,7 @@ def clip_metrics(rec: Reconstruction, names: Sequence[str]) -> list[dict[str, ob
     from lib.vae.losses import psnr, ssim
 
     rows: list[dict[str, object]] = []
-    for method, estimate in (("vae", rec.reconstruction), ("content-frame baseline", content_frame_baseline(rec.original))):
+    for method, estimate in _estimates(rec):
         clip_psnr = psnr(rec.original.float(), estimate.float())  # (B,): over all frames at once
         clip_ssim = per_frame(ssim, rec.original, estimate).mean(dim=1)
         for i, name in enumerate(names):

@@ -14,7 +14,6 @@ thread count a CPU run is deterministic, so the stored results equal those of a 
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -84,10 +83,3 @@ def run_seed_jobs(jobs: Sequence[SeedJob], *, workers: int, threads: int = 1,
                 top1 = metrics.get("splits", {}).get("test", {}).get("video", {}).get("top1")
                 report(f"  done: {job.label}" + (f" (test video top-1 {100 * top1:.2f} %)" if top1 is not None else ""))
 
-
-def default_workers() -> int:
-    """Worker processes for CPU training: one per core the process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
