@@ -413,6 +413,41 @@ def test_pixel_clip_dataset_decodes_lossless_video_with_and_without_workers(tmp_
     assert augmented.shape == centred.shape and not torch.equal(augmented, centred)  # random crops / flips applied
 
 
+def test_pixel_bank_holds_the_streamed_clips_and_augments_within_the_frame(tmp_path: Path) -> None:
+    from lib.classify.pixel_bank import PixelBankClips
+    from lib.classify.pixels import PixelClipDataset, PixelClipItem, PixelClips
+    from lib.data.spatial import CropPolicy
+    from lib.data.video_writer import write_video
+
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 256, size=(20, 48, 64, 3), dtype=np.uint8)
+    paths = [write_video(tmp_path / f"v{i}.avi", np.roll(frames, i, axis=1), fps=16, codec="ffv1") for i in range(2)]
+    items = [PixelClipItem(paths[v], tuple(range(start, start + 8)), label=v, video_index=v) for v in (0, 1) for start in (0, 10)]
+    # no resize (short_side None): the stored frames are the decoded pixels exactly
+    policy = CropPolicy(short_side=None, crop=(32, 40))
+    device = torch.device("cpu")
+    stream = PixelClips(PixelClipDataset(items, policy, augment=True, flip=False), split="train")
+    bank = PixelBankClips(stream, num_workers=2)
+    assert tuple(bank.clips.shape) == (4, 3, 8, 48, 64) and bank.clips.dtype == torch.uint8  # whole frames kept for crops
+    assert bank.input_shapes() == ((3, 8, 32, 40),) and bank.input_bytes_per_clip() == 3 * 8 * 32 * 40
+    streamed = torch.cat([b.inputs[0] for b in stream.batches(3, shuffle=False, generator=None, device=device)])
+    banked = torch.cat([b.inputs[0] for b in bank.batches(3, shuffle=False, generator=None, device=device)])
+    assert torch.equal(banked, streamed)  # evaluation: the same centre crops, bit for bit
+
+    batches = list(bank.batches(4, shuffle=True, generator=torch.Generator().manual_seed(3), device=device, train=True))
+    x, labels = batches[0].inputs[0], batches[0].labels
+    order = torch.randperm(4, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(labels, torch.tensor([items[i].label for i in order.tolist()]))
+    full = bank.clips.float() / 127.5 - 1
+    for clip, i in zip(x, order.tolist()):  # each augmented clip is some 32x40 window of its own frames, unflipped
+        windows = full[i].unfold(2, 32, 1).unfold(3, 40, 1)  # (3, 8, 17, 25, 32, 40)
+        match = (windows - clip[:, :, None, None]).abs().amax(dim=(0, 1, 4, 5)) == 0
+        assert match.any()
+    again = list(bank.batches(4, shuffle=True, generator=torch.Generator().manual_seed(3), device=device, train=True))
+    assert torch.equal(again[0].inputs[0], x)  # the generator alone decides crops
+    assert not torch.equal(x, streamed[order])  # crops really are random (17 x 25 positions each)
+
+
 # --- figures and cost -----------------------------------------------------------------------------
 def test_figures_and_cost_table(tmp_path: Path, splits: dict[str, TensorClips]) -> None:
     import matplotlib

@@ -165,8 +165,8 @@ def test_released_parameter_and_key_counts(name: str, expected: dict[str, int], 
 
 @pytest.mark.parametrize(("name", "total", "encoder_path"), [
     ("reference-small", 6_865_171, 1_933_536),
-    ("local-default", 5_861_674, 1_933_536),
-    ("local-smoke", 5_169_610, 1_739_776),
+    ("local-default", 5_256_364, 1_739_776),
+    ("local-smoke", 5_173_196, 1_739_776),
 ])
 def test_small_preset_sizes(name: str, total: int, encoder_path: int) -> None:
     assert _params(ReducioVAE.from_preset(name, device="meta")) == total
@@ -329,26 +329,57 @@ def test_bf16_autocast_close_to_float32(smoke: ReducioVAE, clip: torch.Tensor) -
 
 # ---- the local residual-decoder extension ----------------------------------------------------------
 def test_local_decoder_extensions_are_local_only() -> None:
+    extensions = ("content_residual", "content_warp", "coarse_flow")
     for name in ("reducio-ft4", "reducio-ft2", "reference-small"):  # official configs: absent, not written
         dd = ReducioConfig.from_params(get_preset(name)).to_params()["ddconfig"]
-        assert "content_residual" not in dd and "content_warp" not in dd
+        assert not set(extensions) & set(dd)
     for name in ("local-smoke", "local-default"):
         params = get_preset(name)
-        assert params["ddconfig"]["content_residual"] is True and params["ddconfig"]["content_warp"] is True
-        assert ReducioConfig.from_params(params).to_params()["ddconfig"]["content_warp"] is True  # saved with the weights
-        residual_only = {**params, "ddconfig": {k: v for k, v in params["ddconfig"].items() if k != "content_warp"}}
-        plain = {**params, "ddconfig": {k: v for k, v in residual_only["ddconfig"].items() if k != "content_residual"}}
+        assert all(params["ddconfig"][k] is True for k in extensions)
+        assert all(ReducioConfig.from_params(params).to_params()["ddconfig"][k] is True for k in extensions)  # saved
+
+        def without(*keys: str) -> dict:
+            return {**params, "ddconfig": {k: v for k, v in params["ddconfig"].items() if k not in keys}}
+
+        shapes = {k: _shapes(ReducioVAE.from_config(without(*extensions[i:]), device="meta")) for i, k in
+                  enumerate(("plain", "residual", "warp"))}
+        full = _shapes(ReducioVAE.from_config(params, device="meta"))
+        base = shapes["plain"]
         # the residual adds nothing; the warp only widens conv_out (3 frame channels in, 2 flow channels out)
-        assert _shapes(ReducioVAE.from_config(residual_only, device="meta")) == _shapes(
-            ReducioVAE.from_config(plain, device="meta"))
-        warp, base = _shapes(ReducioVAE.from_config(params, device="meta")), _shapes(ReducioVAE.from_config(plain, device="meta"))
-        assert {k for k in warp if warp[k] != base[k]} == {"decoder.conv_out.weight", "decoder.conv_out.bias"}
-        assert warp["decoder.conv_out.weight"][:2] == (base["decoder.conv_out.weight"][0] + 2,
-                                                       base["decoder.conv_out.weight"][1] + 3)
+        assert shapes["residual"] == base
+        assert {k for k in shapes["warp"] if shapes["warp"][k] != base.get(k)} == {"decoder.conv_out.weight",
+                                                                                   "decoder.conv_out.bias"}
+        assert shapes["warp"]["decoder.conv_out.weight"][:2] == (base["decoder.conv_out.weight"][0] + 2,
+                                                                 base["decoder.conv_out.weight"][1] + 3)
+        # the coarse field adds its own head, nothing else: a GroupNorm and a 3x3x3 conv to 2 channels
+        # over the features after the last temporal upsample (level 4's output width, ch x ch_mult[4])
+        width = params["ddconfig"]["ch"] * params["ddconfig"]["ch_mult"][4]
+        assert {k: v for k, v in full.items() if k not in shapes["warp"]} == {
+            "decoder.flow_norm.weight": (width,), "decoder.flow_norm.bias": (width,),
+            "decoder.flow_out.weight": (2, width, 3, 3, 3), "decoder.flow_out.bias": (2,)}
     with pytest.raises(ValueError, match="content_warp=True needs content_residual"):
         params = get_preset("local-smoke")
         del params["ddconfig"]["content_residual"]
         ReducioConfig.from_params(params)
+    with pytest.raises(ValueError, match="coarse_flow=True needs content_warp"):
+        params = get_preset("local-smoke")
+        del params["ddconfig"]["content_warp"]
+        ReducioConfig.from_params(params)
+
+
+def test_coarse_flow_moves_the_whole_output() -> None:
+    """A bias on the coarse head alone shifts every output frame by COARSE_FLOW_SCALE x
+    CONTENT_WARP_SCALE px per unit: the head is wired into the warp, upsampled everywhere."""
+    from lib.vae.decoder import COARSE_FLOW_SCALE, CONTENT_WARP_SCALE
+
+    torch.manual_seed(0)
+    model = ReducioVAE.from_preset("local-smoke").eval()
+    x = torch.rand(1, 3, 16, 32, 32) * 2 - 1
+    with torch.no_grad():
+        model.decoder.flow_out.bias[0] = 1.0 / (COARSE_FLOW_SCALE * CONTENT_WARP_SCALE)  # +1 px in x
+        rec = model.reconstruct(x)
+    frame = x[:, :, 7]
+    assert torch.allclose(rec[:, :, :, :, :-1], frame[:, :, None, :, 1:].expand(-1, -1, 16, -1, -1), atol=1e-4)
 
 
 def test_warp_frame_moves_pixels_by_the_field() -> None:

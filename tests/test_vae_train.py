@@ -110,6 +110,43 @@ def test_vae_loss_terms() -> None:
     assert loss3.item() == pytest.approx(2 * terms2["mse"] + 1e-6 * terms2["kl"] / x[0].numel(), rel=1e-6)
 
 
+def test_global_shift_targets_recover_known_shifts() -> None:
+    """Frames made by moving a smooth image by known (sub-pixel) shifts: the teacher finds them."""
+    from lib.vae.decoder import warp_frame
+    from lib.vae.losses import global_shift_targets
+
+    g = torch.Generator().manual_seed(0)
+    image = torch.nn.functional.interpolate(torch.rand(2, 3, 16, 24, generator=g), size=(64, 96), mode="bicubic",
+                                            align_corners=False)
+    shifts = (torch.rand(2, 2, 16, generator=g) * 4 - 2)  # within +-2 px: inside the +-3 search
+    shifts[:, :, 7] = 0
+    clip = warp_frame(image, shifts[..., None, None].expand(-1, -1, -1, 64, 96))
+    found = global_shift_targets(clip, content_index=7)
+    assert found.shape == (2, 2, 16) and torch.equal(found[:, :, 7], torch.zeros(2, 2))
+    assert (found - shifts).abs().max() < 0.35 and (found - shifts).abs().mean() < 0.1
+    integer = torch.zeros(1, 2, 16)
+    integer[0, 0, 3], integer[0, 1, 12] = 2.0, -3.0  # frame 3: 2 px right; frame 12: 3 px up (search border)
+    clip = warp_frame(image[:1], integer[..., None, None].expand(-1, -1, -1, 64, 96))
+    assert torch.allclose(global_shift_targets(clip, content_index=7), integer, atol=0.05)
+
+
+def test_shift_term_needs_and_scores_the_displacement_field() -> None:
+    x = _clip(3)
+    zeros = torch.zeros(2, 16, 4, 1, 1)
+    weights = VAELossWeights(shift=0.5)
+    with pytest.raises(ValueError, match="displacement field"):
+        vae_loss(x, x, mean=zeros, logvar=zeros, weights=weights)
+    flow = torch.zeros(2, 2, 16, 32, 32)
+    flow[:, 0] = 1.5  # every frame said to be moved 1.5 px in x; a static clip's teacher says 0
+    static = x[:, :, 7:8].expand_as(x).contiguous()
+    loss, terms = vae_loss(static, static, mean=zeros, logvar=zeros, weights=weights, flow=flow, content_index=7)
+    assert terms["shift"] == pytest.approx(0.75, abs=1e-4)  # mean over x and y of |1.5 - 0| and |0 - 0|
+    assert loss.item() == pytest.approx(0.5 * 0.75, abs=1e-4)
+    model = build_model(PRESETS["smoke"], seed=0)
+    rec, posterior, field = model(x, sample=False, return_flow=True)
+    assert rec.shape == x.shape and field.shape == (2, 2, 16, 32, 32) and torch.equal(field, torch.zeros_like(field))
+
+
 def test_lr_schedule() -> None:
     p = PRESETS["default"]
     assert lr_at(0, p) == pytest.approx(p.lr / p.warmup_steps)

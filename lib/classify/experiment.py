@@ -168,7 +168,7 @@ def run_experiment(*, model_name: str, run_dir: str | os.PathLike[str] | RunDir,
                    seeds: Sequence[int] = (0, 1, 2), train_config: Mapping[str, Any] | TrainConfig | None = None,
                    model_overrides: Mapping[str, Any] | None = None, use_recipe: bool = True, cache_kind: str = "latent",
                    pixel_spatial: SpatialPolicy | None = None, pixel_flip: bool = True, clip_mode: SamplingMode = "all",
-                   num_workers: int = 0,
+                   num_workers: int = 0, pixel_in_memory: bool = False,
                    expected_input_shape: Sequence[int] | None = None, measure_inference_speed: bool = True,
                    figures: bool = True, origin: str | os.PathLike[str] | None = None,
                    models: ModelFactory | None = None) -> ExperimentResult:
@@ -177,7 +177,8 @@ def run_experiment(*, model_name: str, run_dir: str | os.PathLike[str] | RunDir,
     Data: ``cache_dir`` for latent models (``cache_kind``: the stored array, "latent" by
     default; a pooled-pixel control cache is read the same way); for pixel models
     ``cache_dir`` (the cache's clips, decoded from its dataset or from ``data_root``) and/or
-    ``data_root`` (``pixel_spatial``, ``clip_mode``, ``num_workers``); or ready ``data``. ``train_config``: :class:`TrainConfig` fields; with
+    ``data_root`` (``pixel_spatial``, ``clip_mode``, ``num_workers``; ``pixel_in_memory``: decode
+    every clip once into RAM, :mod:`lib.classify.pixel_bank`, instead of every epoch); or ready ``data``. ``train_config``: :class:`TrainConfig` fields; with
     ``use_recipe`` they override the model's registry recipe (recorded in summary.json).
     ``model_overrides``: fields of the model's config dataclass. ``origin`` (e.g. the params
     file) is named in errors about the model name or its overrides.
@@ -211,7 +212,7 @@ def run_experiment(*, model_name: str, run_dir: str | os.PathLike[str] | RunDir,
         if data is None:
             if info.input_kind == "pixels":
                 data = load_pixel_data(data_root, cache_dir=cache_dir, fold=fold, spatial=pixel_spatial, flip=pixel_flip, clip_mode=clip_mode,
-                                       num_workers=config.num_workers)
+                                       num_workers=config.num_workers, in_memory=pixel_in_memory)
             else:
                 assert cache_dir is not None
                 data = load_latent_data(cache_dir, fold=fold, with_content=info.input_kind == "latent+content", kind=cache_kind)

@@ -18,6 +18,7 @@ from typing import Any
 
 from lib.classify.data import BatchSource, TensorClips
 from lib.classify.errors import InputMismatchError
+from lib.classify.pixel_bank import PixelBankClips
 from lib.classify.pixels import PixelClipDataset, PixelClipItem, PixelClips, clip_items
 from lib.data.clips import ClipSpec, SamplingMode
 from lib.data.spatial import CropPolicy, SpatialPolicy
@@ -105,7 +106,7 @@ def load_latent_data(cache_dir: str | os.PathLike[str], *, fold: int = 1, with_c
 def load_pixel_data(data_root: str | os.PathLike[str] | None = None, *, cache_dir: str | os.PathLike[str] | None = None,
                     fold: int = 1, spatial: SpatialPolicy | None = None, clip_spec: ClipSpec = ClipSpec(),
                     clip_mode: SamplingMode = "all", val_fraction: float = 0.1, val_seed: int = 0, num_workers: int = 0,
-                    augment: bool = True, flip: bool = True) -> ExperimentData:
+                    augment: bool = True, flip: bool = True, in_memory: bool = False) -> ExperimentData:
     """Every clip of the fold's train/val/test videos as decoded pixel batches.
 
     With ``cache_dir`` the clips are exactly the cache's (same videos, same source frames, same
@@ -147,11 +148,12 @@ def load_pixel_data(data_root: str | os.PathLike[str] | None = None, *, cache_di
         source = str(root)
         provenance = {"data_root": str(root), "clip_mode": clip_mode, "val_fraction": val_fraction, "val_seed": val_seed,
                       "clip_spec": {"num_frames": clip_spec.num_frames, "target_fps": clip_spec.target_fps}}
-    sources: dict[str, PixelClips | None] = {}
+    sources: dict[str, PixelClips | PixelBankClips | None] = {}
     for split in SPLITS:
         items = items_by_split.get(split, [])
         dataset_split = PixelClipDataset(items, policy, augment=augment and split == "train", flip=flip)
-        sources[split] = PixelClips(dataset_split, split=split, num_workers=num_workers, class_names=class_names) if items else None
+        stream = PixelClips(dataset_split, split=split, num_workers=num_workers, class_names=class_names) if items else None
+        sources[split] = PixelBankClips(stream, num_workers=num_workers, progress=True) if stream and in_memory else stream
     train, test = sources["train"], sources["test"]
     if train is None or test is None:
         raise InputMismatchError(source, f"fold {fold} has no train or no test clips", "check the split lists / the cache")

@@ -80,6 +80,15 @@ class VideoAutoencoderConfig:
     # residual-only decoder stayed at the baseline), whereas a displacement field gets a useful
     # gradient (image gradient x error) from step 0 and is zero-initialised like the residual.
     content_warp: bool | None = None
+    # Local extension on top of content_warp (None = off, never written back to official configs).
+    # True: a second, coarse displacement field is predicted from the decoder's features right
+    # after the last temporal upsample (all frames present, 1/8 of the output size for the
+    # released geometry) by ``decoder.flow_norm`` + ``decoder.flow_out`` (zero-initialised), and
+    # added, bilinearly upsampled, to conv_out's fine field. Why: camera shake and object motion
+    # are smooth fields; predicted four levels closer to the latent, they reach the encoder with a
+    # short gradient path, which a run of a few hundred steps needs (the fine field alone, at the
+    # end of the full decoder, barely moved in 450 steps).
+    coarse_flow: bool | None = None
 
     @property
     def num_levels(self) -> int:
@@ -258,6 +267,8 @@ def _validate(cfg: ReducioConfig) -> None:
         (dd.upsample_first, "upsample_first=False is not supported"),
         (not dd.content_warp or bool(dd.content_residual),
          "content_warp=True needs content_residual=True (the warp moves the content frame the residual is added to)"),
+        (not dd.coarse_flow or bool(dd.content_warp),
+         "coarse_flow=True needs content_warp=True (it adds to the displacement field content_warp applies)"),
         (not dd.attn_resolutions and not d2.attn_resolutions,
          "attention inside resolution levels (attn_resolutions) is not supported"),
         (dd.ch_in is None or dd.ch_in == dd.ch, f"ch_in={dd.ch_in} != ch={dd.ch} is not supported"),

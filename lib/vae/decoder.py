@@ -102,6 +102,17 @@ class FusionDecoder(nn.Module):
         if self.content_residual:
             nn.init.zeros_(self.conv_out.weight)
             nn.init.zeros_(self.conv_out.bias)
+        # Local extension (VideoAutoencoderConfig.coarse_flow): a zero-initialised coarse field
+        # from the features after the last temporal upsample (all frames present).
+        self.coarse_flow_level: int | None = None
+        if dd.coarse_flow:
+            level = min(config.decoder_temporal_levels, default=n - 1)
+            width = dd.ch * dd.ch_mult[level]
+            self.coarse_flow_level = level
+            self.flow_norm = GroupNorm32(width)
+            self.flow_out = conv_nd(3, width, 2, 3, padding=1)
+            nn.init.zeros_(self.flow_out.weight)
+            nn.init.zeros_(self.flow_out.bias)
 
     def _run(self, module: nn.Module, *args: torch.Tensor) -> torch.Tensor:
         return maybe_checkpoint(module, *args, enabled=self.use_checkpoint and self.training)
@@ -109,8 +120,12 @@ class FusionDecoder(nn.Module):
     def _context(self, features: Sequence[torch.Tensor], index: int) -> torch.Tensor:
         return features[self.feature_indices.index(index)]
 
-    def forward(self, z: torch.Tensor, features: Sequence[torch.Tensor]) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, features: Sequence[torch.Tensor], *,
+                return_flow: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         # z (B, z, T', h, w); features[j] is content entry feature_indices[j], (B, Cj, Hj, Wj)
+        # return_flow (content_warp models): also the displacement field applied, (B, 2, T, H, W) px
+        if return_flow and not self.content_warp:
+            raise ValueError("return_flow needs a decoder with content_warp (no displacement field otherwise)")
         if z.ndim != 5 or z.shape[2] != self.latent_frames:
             raise ValueError(f"decoder expects a latent (B, C, {self.latent_frames}, h, w), got {tuple(z.shape)}")
         expected = len(self.feature_indices) + self.content_residual
@@ -126,6 +141,7 @@ class FusionDecoder(nn.Module):
             h = self._run(fuse, h, self._context(features, self.mid_feature))
         h = self.mid.attn_1(h)
         h = self._run(self.mid.block_2, h)
+        coarse = None  # (B, 2, T, h', w') with coarse_flow
         for i in reversed(range(len(self.up))):
             level = self.up[i]
             for block in level.block_1:
@@ -136,6 +152,8 @@ class FusionDecoder(nn.Module):
                 h = self._run(block, h)
             if hasattr(level, "upsample"):
                 h = level.upsample(h)
+            if i == self.coarse_flow_level:
+                coarse = self.flow_out(F.silu(self.flow_norm(h)))
         h = F.silu(self.norm_out(h))
         if self.content_warp:  # (B, C + 3, T, H, W): the content frame's pixels on every frame
             h = torch.cat([h, frame.to(h.dtype).unsqueeze(2).expand(-1, -1, h.shape[2], -1, -1)], dim=1)
@@ -144,7 +162,12 @@ class FusionDecoder(nn.Module):
             return out
         if self.content_warp:  # motion-compensated: the frame moved by the field, plus the residual
             residual, flow = out[:, :3], out[:, 3:]
-            return residual + warp_frame(frame, flow * CONTENT_WARP_SCALE)
+            if coarse is not None:  # the smooth field, upsampled to every output pixel
+                flow = flow + COARSE_FLOW_SCALE * F.interpolate(coarse.float(), size=flow.shape[2:], mode="trilinear",
+                                                                align_corners=False)
+            pixels = flow.float() * CONTENT_WARP_SCALE
+            out = residual + warp_frame(frame, pixels)
+            return (out, pixels) if return_flow else out
         return out + frame.unsqueeze(2)  # the content frame on every output frame (dtype promotes)
 
 
@@ -152,6 +175,9 @@ class FusionDecoder(nn.Module):
 # starts at 0 px and, with weights of a usual size, reaches the few pixels camera shake and object
 # motion span within a second at these resolutions.
 CONTENT_WARP_SCALE = 4.0
+# The coarse field's unit, relative to conv_out's (so 1 px per unit): its head has a wide fan-in
+# (all features of a 3x3x3 neighbourhood), so each optimizer step moves its output more.
+COARSE_FLOW_SCALE = 0.25
 
 
 def warp_frame(frame: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:

@@ -183,11 +183,13 @@ class ReducioVAE(nn.Module):
             return (*selected, frame)  # the residual decoder adds the frame itself back
         return selected
 
-    def decode(self, z: torch.Tensor, content_features: Sequence[torch.Tensor]) -> torch.Tensor:
-        """Layer-normed latent (B, 16, T', h, w) + content features -> (B, 3, 16, 32h, 32w)."""
+    def decode(self, z: torch.Tensor, content_features: Sequence[torch.Tensor], *,
+               return_flow: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Layer-normed latent (B, 16, T', h, w) + content features -> (B, 3, 16, 32h, 32w)
+        (and, with ``return_flow``, a content_warp decoder's displacement field (B, 2, 16, 32h, 32w) px)."""
         self._require_decoder("decode()")
         z = _to_weight_dtype(z, self.post_quant_conv)
-        return self.decoder(self.post_quant_conv(z), content_features)
+        return self.decoder(self.post_quant_conv(z), content_features, return_flow=return_flow)
 
     def reconstruct(self, x: torch.Tensor, sample: bool = False,
                     generator: torch.Generator | None = None) -> torch.Tensor:
@@ -197,10 +199,15 @@ class ReducioVAE(nn.Module):
         z = normalize_latent(posterior.sample(generator) if sample else posterior.mode())
         return self.decode(z, self.content_features(self.content_frame(x)))
 
-    def forward(self, x: torch.Tensor, *, sample: bool = True,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, DiagonalGaussian]:
-        """Training pass as in the official forward(): (reconstruction, posterior). Samples by default."""
+    def forward(self, x: torch.Tensor, *, sample: bool = True, generator: torch.Generator | None = None,
+                return_flow: bool = False) -> tuple[torch.Tensor, ...]:
+        """Training pass as in the official forward(): (reconstruction, posterior). Samples by default.
+        ``return_flow`` (content_warp models): (reconstruction, posterior, displacement field in px)."""
         self._require_decoder("forward()")
         posterior = self.encode(x)
         z = normalize_latent(posterior.sample(generator) if sample else posterior.mode())
-        return self.decode(z, self.content_features(self.content_frame(x))), posterior
+        decoded = self.decode(z, self.content_features(self.content_frame(x)), return_flow=return_flow)
+        if return_flow:
+            reconstruction, flow = decoded
+            return reconstruction, posterior, flow
+        return decoded, posterior

@@ -52,31 +52,36 @@ A rerun of a finished run does nothing (it re-evaluates if ``metrics.json`` is m
 with different settings in the same folder is refused. One run per folder at a time (temp files
 a killed run left behind are deleted at start).
 
-Measured (2-core AMD EPYC with AVX512-BF16, inside `make study`, uncontended; preset
-``default``; the run's own numbers land in ``metrics.json``): decode 15 s (3,902 train clips, 110
-val clips), 450 steps x 2 clips in 548 s (1.64 clips/s), final evaluation 52 s. Held-out (110 val
-clips, 64x96), by decoder design:
+Measured (2-core AMD EPYC with AVX512-BF16, uncontended; preset ``default``; the run's own
+numbers land in ``metrics.json``). Session 4 (current presets): decode 19 s (3,902 train clips,
+110 val clips), 450 steps x 2 clips in 421 s (2.14 clips/s), final evaluation ~40 s. Held-out
+(110 val clips, 64x96), by decoder design:
 
-==============================================  ===========  =======================================
-decoder (local presets)                          PSNR / SSIM  vs "repeat the content frame" (24.21 / 0.837)
-==============================================  ===========  =======================================
-official (no extension)                          16.5 / 0.00  -7.7 dB: learns the mean look only
+==============================================  =============  ====================================
+decoder (local presets)                          PSNR / SSIM    vs "repeat the content frame" (24.21 / 0.837)
+==============================================  =============  ====================================
+official (no extension)                          16.5 / 0.00    -7.7 dB: learns the mean look only
 + content_residual                               24.21 / 0.837  +0.00 dB: adds nothing
-+ content_warp (displacement field, frame into   24.29 / 0.837  +0.08 dB (current presets)
-  conv_out), conv_out lr x10
-==============================================  ===========  =======================================
++ content_warp, conv_out lr x10 (session 3)      24.29 / 0.837  +0.08 dB, 548 s
++ level-1 width 32, coarse_flow, EMA 0.99        24.31 / 0.837  +0.10 dB, 428 s
++ shift teacher 0.05 (current presets)           24.33 / 0.838  +0.11 dB, 421 s
+==============================================  =============  ====================================
 
-So the VAE only just edges past the baseline; it is not yet CLEARLY better. What is reachable:
-on the same 110 clips, the best global integer shift of the content frame per frame scores 26.25
-dB and the clip's temporal mean frame 26.86 dB (much of the baseline's error is per-frame sensor
-noise and codec artefacts), so there are ~2 dB for a decoder that moves and filters the frame.
-Probes (150-200 steps): conv_out lr x20 first drops to 21.3 dB and climbs back to +0.14 dB by step
-125; lr 2e-3 everywhere and an MSE-only loss both stay below the baseline.
+So the VAE only just edges past the baseline; it is not yet CLEARLY better. Why, as measured on
+the session-4 checkpoints: the displacement fields stay tiny (mean |field| 0.01 px coarse, 0.04 px
+fine after 450 steps; the heads' weights moved ~1 step's worth), i.e. the reconstruction loss gives
+the zero-initialised heads gradients too inconsistent to grow; with the shift teacher the
+per-frame global-shift error falls only from 0.71 px (no motion) to ~0.5 px in 450 steps. The
+held-out probe dips below the baseline around step 100 (peak lr) in every variant and climbs back
+as the lr decays. What is reachable: on the same 110 clips, the best global integer shift of the
+content frame per frame scores 26.25 dB and the clip's temporal mean frame 26.86 dB, so there are
+~2 dB for a decoder that moves and filters the frame.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import math
@@ -112,7 +117,7 @@ HISTORY_NAME = "history.csv"
 METRICS_NAME = "metrics.json"
 STATE_FORMAT = 1
 _POSTERIOR_DOMAIN = 0x5A3F  # seed stream of the per-step posterior noise
-HISTORY_COLUMNS = ("step", "loss", "l1", "ssim", "grad", "kl", "grad_norm", "lr", "elapsed_s", "clips_per_s",
+HISTORY_COLUMNS = ("step", "loss", "l1", "ssim", "grad", "kl", "shift", "grad_norm", "lr", "elapsed_s", "clips_per_s",
                    "probe_psnr", "probe_ssim")
 
 
@@ -158,11 +163,18 @@ class TrainPreset:
     # few pixels) needs weights of order 0.1-1, and AdamW moves a weight by about lr per step:
     # at 5e-4 that takes thousands of steps, more than a 10-minute run has.
     out_lr_scale: float = 1.0
+    # Exponential moving average of the weights (0 = off): probes, the final evaluation and the
+    # exported weights use the average. Why: with 2 clips per step the raw weights wander (the
+    # held-out probe swung by +-1 dB between checkpoints); the average keeps what the steps agree on.
+    # The decay ramps up as min(ema_decay, (1 + step) / (10 + step)).
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "checkpoint_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if not (self.lr > 0 and 0 <= self.final_lr_fraction <= 1 and self.warmup_steps >= 0):
             raise ValueError("need lr > 0, 0 <= final_lr_fraction <= 1, warmup_steps >= 0")
         for name in ("bank_size", "crop"):
@@ -192,7 +204,7 @@ PRESETS: dict[str, TrainPreset] = {
         name="smoke", model_preset="local-smoke", steps=6, batch_size=2, lr=1e-3, warmup_steps=2,
         final_lr_fraction=0.1, weight_decay=0.0, grad_clip=1.0, bank_size=(36, 48), crop=(32, 32), hflip=True,
         color_aug=True, max_train_clips_per_video=None, val_clips=None, probe_clips=2, checkpoint_every=3,
-        eval_batch_size=4, logvar_init=-6.0, out_lr_scale=10.0,
+        eval_batch_size=4, logvar_init=-6.0, out_lr_scale=10.0, ema_decay=0.9,
     ),
     # The study's local VAE, sized for ~10 minutes of training on a 2-core CPU (bf16 autocast:
     # 1.6-1.8 clips/s at 64x96; fp32 is 0.7-1.1). lr 5e-4: 1e-3 was noisier and 1e-4 slower in
@@ -202,7 +214,8 @@ PRESETS: dict[str, TrainPreset] = {
         name="default", model_preset="local-default", steps=450, batch_size=2, lr=5e-4, warmup_steps=20,
         final_lr_fraction=0.05, weight_decay=0.0, grad_clip=1.0, bank_size=(72, 96), crop=(64, 96), hflip=True,
         color_aug=True, max_train_clips_per_video=None, val_clips=None, probe_clips=8, checkpoint_every=50,
-        eval_batch_size=8, logvar_init=-6.0, out_lr_scale=10.0,
+        eval_batch_size=8, logvar_init=-6.0, out_lr_scale=10.0, ema_decay=0.99,
+        loss=VAELossWeights(shift=0.05),
     ),
 }
 
@@ -390,11 +403,15 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     and the pre-clipping gradient norm.
     """
     model.train()
+    flow = None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        x_rec, posterior = model(x, sample=sample, generator=generator)  # (B, 3, T, H, W), posterior
+        if weights.shift > 0:  # the auxiliary global-shift term needs the displacement field
+            x_rec, posterior, flow = model(x, sample=sample, generator=generator, return_flow=True)
+        else:
+            x_rec, posterior = model(x, sample=sample, generator=generator)  # (B, 3, T, H, W), posterior
     # The loss in float32: SSIM's variance terms are differences of nearly equal numbers.
     loss, terms = vae_loss(x, x_rec.float(), mean=posterior.mean.float(), logvar=posterior.logvar.float(),
-                           weights=weights)
+                           weights=weights, flow=flow, content_index=(x.shape[2] - 1) // 2)
     if not math.isfinite(terms["loss"]):
         raise FloatingPointError(f"non-finite training loss {terms}; lower the learning rate")
     optimizer.zero_grad(set_to_none=True)
@@ -421,7 +438,9 @@ def build_model(preset: TrainPreset, seed: int) -> Any:
 
 def build_optimizer(model: torch.nn.Module, preset: TrainPreset) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters (the frozen sinusoid tables of the fusion blocks stay
-    out); the decoder's ``conv_out`` in a group of its own at ``out_lr_scale`` x the lr."""
+    out); the decoder's ``conv_out`` in a group of its own at ``out_lr_scale`` x the lr.
+    (The coarse flow head stays at the body's lr: it has a 1728-wide fan-in, and at 10x the lr
+    its field jumped by pixels per step and wrecked the reconstructions within 25 steps.)"""
     decoder = getattr(model, "decoder", None)
     out_params = {id(p) for p in decoder.conv_out.parameters()} if decoder is not None else set()
     body = [p for p in model.parameters() if p.requires_grad and id(p) not in out_params]
@@ -430,6 +449,24 @@ def build_optimizer(model: torch.nn.Module, preset: TrainPreset) -> torch.optim.
     if head:
         groups.append({"params": head, "lr_scale": preset.out_lr_scale})
     return torch.optim.AdamW(groups, lr=preset.lr, betas=(0.9, 0.99), weight_decay=preset.weight_decay)
+
+
+def ema_decay_at(step: int, preset: TrainPreset) -> float:
+    """Decay of the weight average after optimizer step ``step`` (1-based): ramps up so the
+    average is not dominated by the initialisation."""
+    return min(preset.ema_decay, (1 + step) / (10 + step))
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model for floating tensors; other buffers copied."""
+    model_state = model.state_dict()
+    for name, tensor in ema.state_dict().items():
+        source = model_state[name]
+        if tensor.is_floating_point():
+            tensor.lerp_(source, 1.0 - decay)
+        else:
+            tensor.copy_(source)
 
 
 # =================================================================================================
@@ -465,7 +502,7 @@ def load_banks(cfg: RunConfig, *, workers: int | None, progress: bool) -> _Banks
 
 
 def _history_row(step: int, terms: Mapping[str, float], lr: float, elapsed: float, clips_per_s: float) -> dict[str, Any]:
-    row = {"step": step, **{k: f"{terms[k]:.6g}" for k in ("loss", "l1", "ssim", "grad", "kl", "grad_norm")},
+    row = {"step": step, **{k: f"{terms[k]:.6g}" for k in ("loss", "l1", "ssim", "grad", "kl", "shift", "grad_norm")},
            "lr": f"{lr:.6g}", "elapsed_s": f"{elapsed:.2f}", "clips_per_s": f"{clips_per_s:.3f}",
            "probe_psnr": "", "probe_ssim": ""}
     return {k: row[k] for k in HISTORY_COLUMNS}
@@ -520,9 +557,12 @@ def run(
 
     model = build_model(p, cfg.seed)
     optimizer = build_optimizer(model, p)
+    ema = copy.deepcopy(model).requires_grad_(False) if p.ema_decay > 0 else None
     step, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         restore_rng_state(state["rng"])
         step, elapsed = int(state["step"]), float(state["elapsed_s"])
@@ -538,10 +578,12 @@ def run(
     probe = _spread(len(banks.val), p.probe_clips) if p.probe_clips > 0 else []
     pending: list[dict[str, Any]] = []
 
+    scored = ema if ema is not None else model  # what probes, the final evaluation and the export use
+
     def checkpoint(at_step: int) -> None:
         nonlocal logged
         if probe:
-            m = evaluate(model, banks.val, crop=p.crop, batch_size=p.eval_batch_size, indices=probe)
+            m = evaluate(scored, banks.val, crop=p.crop, batch_size=p.eval_batch_size, indices=probe)
             if pending and pending[-1]["step"] == at_step:
                 pending[-1]["probe_psnr"], pending[-1]["probe_ssim"] = f"{m['psnr']:.4f}", f"{m['ssim']:.4f}"
         for row in pending:
@@ -551,9 +593,10 @@ def run(
         pending.clear()
         _atomic_torch_save({"format": STATE_FORMAT, "step": at_step, "elapsed_s": elapsed, "config": cfg.to_dict(),
                             "model_params": get_preset(p.model_preset), "model": model.state_dict(),
+                            **({"ema": ema.state_dict()} if ema is not None else {}),
                             "optimizer": optimizer.state_dict(), "rng": capture_rng_state(),
                             "torch": str(torch.__version__)}, out / STATE_NAME)
-        export_weights(model, out, cfg, at_step)
+        export_weights(scored, out, cfg, at_step)
 
     start_step, run_start = step, time.perf_counter()
     clips_seen, train_seconds = 0, 0.0
@@ -568,6 +611,8 @@ def run(
                                generator=make_generator(cfg.seed, _POSTERIOR_DOMAIN, step), grad_clip=p.grad_clip,
                                bf16=p.bf16, sample=p.sample_posterior)
             step += 1
+            if ema is not None:
+                update_ema(ema, model, ema_decay_at(step, p))
             dt = time.perf_counter() - t0
             elapsed += dt
             train_seconds += dt
@@ -587,17 +632,18 @@ def run(
     if step == start_step:
         # Nothing trained in this invocation (the state was final, metrics missing): make sure the
         # export matches the state (a kill may have struck between the two writes).
-        export_weights(model, out, cfg, step)
+        export_weights(scored, out, cfg, step)
 
     log(f"evaluating on {len(banks.val)} held-out clips ...")
     t_eval = time.perf_counter()
-    held = evaluate(model, banks.val, crop=p.crop, batch_size=p.eval_batch_size, indices=_spread(len(banks.val), p.val_clips))
+    held = evaluate(scored, banks.val, crop=p.crop, batch_size=p.eval_batch_size, indices=_spread(len(banks.val), p.val_clips))
     eval_seconds = time.perf_counter() - t_eval
     last_rows = _read_history(out / HISTORY_NAME)
     metrics = {
         "train_preset": p.name,
         "model_preset": p.model_preset,
         "parameters": n_params,
+        "weights": f"exponential moving average (decay {p.ema_decay})" if ema is not None else "last step",
         "steps": step,
         "batch_size": p.batch_size,
         "clips_seen": step * p.batch_size,
@@ -682,6 +728,7 @@ def build_parser() -> argparse.ArgumentParser:
     over.add_argument("--lr", type=float, default=None)
     over.add_argument("--warmup-steps", type=int, default=None)
     over.add_argument("--out-lr-scale", type=float, default=None, help="lr multiplier of the decoder's conv_out")
+    over.add_argument("--ema-decay", type=float, default=None, help="weight average decay (0 = off)")
     over.add_argument("--checkpoint-every", type=int, default=None)
     over.add_argument("--bank-size", type=_pair, default=None, help="stored frame size HxW (e.g. 72x96)")
     over.add_argument("--crop", type=_pair, default=None, help="training/eval crop HxW, multiples of 32")
@@ -692,6 +739,7 @@ def build_parser() -> argparse.ArgumentParser:
     over.add_argument("--ssim-weight", type=float, default=None)
     over.add_argument("--grad-weight", type=float, default=None)
     over.add_argument("--kl-weight", type=float, default=None)
+    over.add_argument("--shift-weight", type=float, default=None, help="auxiliary global-shift term (px)")
     over.add_argument("--no-hflip", action="store_true", help="disable random horizontal flips")
     over.add_argument("--no-color-aug", action="store_true", help="disable random channel permutation/negatives")
     over.add_argument("--precision", choices=("bf16", "fp32"), default=None,
@@ -714,7 +762,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     for arg, name in (("model_preset", "model_preset"), ("steps", "steps"), ("batch_size", "batch_size"),
                       ("lr", "lr"), ("warmup_steps", "warmup_steps"), ("checkpoint_every", "checkpoint_every"),
                       ("bank_size", "bank_size"), ("crop", "crop"), ("val_clips", "val_clips"),
-                      ("probe_clips", "probe_clips"), ("out_lr_scale", "out_lr_scale")):
+                      ("probe_clips", "probe_clips"), ("out_lr_scale", "out_lr_scale"),
+                      ("ema_decay", "ema_decay")):
         if getattr(args, arg) is not None:
             changes[name] = getattr(args, arg)
     if args.no_hflip:
@@ -723,7 +772,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         changes["color_aug"] = False
     if args.precision is not None:
         changes["bf16"] = args.precision == "bf16"
-    loss_changes = {k: getattr(args, f"{k}_weight") for k in ("l1", "mse", "ssim", "grad", "kl") if getattr(args, f"{k}_weight") is not None}
+    loss_changes = {k: getattr(args, f"{k}_weight") for k in ("l1", "mse", "ssim", "grad", "kl", "shift") if getattr(args, f"{k}_weight") is not None}
     if loss_changes:
         changes["loss"] = replace(preset.loss, **loss_changes)
     if changes.get("warmup_steps") is None and "steps" in changes:
