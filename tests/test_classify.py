@@ -380,6 +380,35 @@ def test_run_experiment_input_errors_name_the_cache_and_model(tmp_path: Path, sp
         run_experiment(model_name="tiny", **{**base, "data": other_data, "seeds": (0, 1)})
 
 
+def test_standardize_splits_uses_train_statistics_only() -> None:
+    from lib.classify.data import standardization_stats, standardize_splits
+
+    g = torch.Generator().manual_seed(0)
+    pattern = torch.randn(4, 2, 3, 3, generator=g) * 5  # a large clip-independent offset per value
+    train_x = (pattern + 0.1 * torch.randn(200, 4, 2, 3, 3, generator=g)).half()
+    test_x = (pattern + 7.0 + 0.1 * torch.randn(50, 4, 2, 3, 3, generator=g)).half()  # shifted: must NOT be re-centred
+    labels = torch.zeros(200, dtype=torch.long)
+    train = TensorClips(train_x, labels, split="train")
+    test = TensorClips(test_x, torch.zeros(50, dtype=torch.long), split="test")
+    std_train, (std_test, none) = standardize_splits(train, [test, None], "element")
+    x = std_train.inputs[0].float()
+    assert std_train.inputs[0].dtype == torch.float16 and none is None
+    assert x.mean(0).abs().max() < 0.02 and (x.std(0) - 1).abs().max() < 0.02  # every value position ~N(0, 1)
+    mean, std = standardization_stats(train_x, "element")
+    assert mean.shape == (4, 2, 3, 3) and torch.allclose(mean, train_x.float().mean(0), atol=1e-3)
+    expected = (test_x.float() - mean) / std
+    assert torch.allclose(std_test.inputs[0].float(), expected, atol=0.05, rtol=1e-2)  # train stats applied to test
+    assert std_test.inputs[0].float().mean() > 30  # the shift survives: no test statistics used
+    ch_mean, ch_std = standardization_stats(train_x, "channel")
+    assert ch_mean.shape == (4, 1, 1, 1)
+    assert torch.allclose(ch_mean.flatten(), train_x.float().transpose(0, 1).reshape(4, -1).mean(1), atol=1e-3)
+    constant = TensorClips(torch.ones(10, 2, 1, 1, 1), torch.zeros(10, dtype=torch.long), split="train")
+    assert torch.equal(standardize_splits(constant, [], "element")[0].inputs[0], torch.zeros(10, 2, 1, 1, 1))
+    assert standardize_splits(train, [test], "none")[0] is train
+    with pytest.raises(ValueError, match="input_standardize"):
+        TrainConfig(input_standardize="global")
+
+
 # --- pixels ---------------------------------------------------------------------------------------
 def test_pixel_clip_dataset_decodes_lossless_video_with_and_without_workers(tmp_path: Path) -> None:
     from lib.classify.pixels import PixelClipDataset, PixelClipItem, PixelClips

@@ -28,6 +28,7 @@ _NUMBER_FIELDS: Final[tuple[str, ...]] = ("lr", "weight_decay", "warmup_epochs",
                                           "grad_clip", "min_delta", "max_train_seconds")
 
 AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+STANDARDIZE_MODES = ("none", "element", "channel")
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,13 @@ class TrainConfig:
     training wall time, summed over resumptions. ``num_workers``: decode worker processes of
     the pixel sources :func:`lib.classify.experiment.run_experiment` builds. ``deterministic``:
     ``torch.use_deterministic_algorithms(True, warn_only=True)`` during the fit.
+
+    Input: ``input_standardize`` (cached latents / pooled pixels only) "none" feeds the stored
+    values; "element" subtracts the training split's mean and divides by its std for every
+    value position (C, T, H, W) separately, "channel" per channel; statistics from the TRAIN
+    split only, applied to every split (:func:`lib.classify.data.standardize_splits`). Why: a
+    briefly trained local VAE's latents are dominated by a clip-independent pattern (per-channel
+    means ~0.5, clip-to-clip std ~0.1), which left even the training accuracy at chance.
     """
 
     epochs: int = 30
@@ -76,6 +84,7 @@ class TrainConfig:
     max_train_seconds: float | None = None
     deterministic: bool = True
     progress: bool = True
+    input_standardize: str = "none"
 
     def __post_init__(self) -> None:
         for name in _NUMBER_FIELDS:
@@ -103,6 +112,8 @@ class TrainConfig:
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"TrainConfig: {message}")
+        if self.input_standardize not in STANDARDIZE_MODES:
+            raise ValueError(f"TrainConfig: input_standardize must be one of {STANDARDIZE_MODES}, got {self.input_standardize!r}")
         if self.select_on not in SELECTION_METRICS:
             raise UnknownNameError(None, f"TrainConfig.select_on={self.select_on!r} is not a selection metric",
                                    f"use one of {sorted(SELECTION_METRICS)}")

@@ -159,3 +159,53 @@ class TensorClips:
                 labels, videos = self.labels.index_select(0, idx), self.video_index.index_select(0, idx)
             inputs = tuple(x.to(device).float() for x in xs)
             yield Batch(inputs, labels.to(device), videos.to(device))
+
+
+def standardization_stats(values: torch.Tensor, mode: str, *, chunk: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) of ``values`` (N, ...) over clips, float32, shaped to broadcast against one
+    clip: per value position ("element": shape values.shape[1:]) or per channel (dim 1;
+    "channel": (C, 1, ...)). Accumulated in float64 chunks (UCF101 caches are too big to cast at
+    once); a zero std (a constant position) becomes 1 so it maps to 0, not to NaN."""
+    n = values.shape[0]
+    if n < 2:
+        raise ValueError(f"need at least 2 clips for standardisation statistics, got {n}")
+    axes = (0,) if mode == "element" else tuple(d for d in range(values.ndim) if d != 1)
+    total: torch.Tensor | float = 0.0
+    squares: torch.Tensor | float = 0.0
+    count = 0
+    for start in range(0, n, chunk):
+        x = values[start:start + chunk].double()
+        part = x.sum(dim=axes, keepdim=True)
+        total = total + part
+        squares = squares + x.square().sum(dim=axes, keepdim=True)
+        count += x.numel() // part.numel()  # values reduced into each statistic
+    assert isinstance(total, torch.Tensor) and isinstance(squares, torch.Tensor)
+    mean = total / count
+    var = (squares / count - mean.square()).clamp_min(0) * count / (count - 1)
+    std = var.sqrt()
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return mean[0].float(), std[0].float()
+
+
+def standardize_splits(train: TensorClips, others: Sequence[TensorClips | None], mode: str
+                       ) -> tuple[TensorClips, list[TensorClips | None]]:
+    """Every input of ``train`` and ``others`` standardised with ``train``'s statistics
+    (see ``TrainConfig.input_standardize``); ``mode`` "none" returns them unchanged. Storage
+    dtype is kept (standardised fp16 values are O(1), well inside fp16's range)."""
+    if mode == "none":
+        return train, list(others)
+    if mode not in ("element", "channel"):
+        raise ValueError(f"unknown standardisation {mode!r}; use none, element or channel")
+    stats = [standardization_stats(t, mode) for t in train.inputs]
+
+    def apply(source: TensorClips) -> TensorClips:
+        inputs = []
+        for t, (mean, std) in zip(source.inputs, stats):
+            out = torch.empty_like(t)
+            for start in range(0, t.shape[0], 8192):  # chunked: no float32 copy of a whole split
+                out[start:start + 8192] = ((t[start:start + 8192].float() - mean.to(t.device)) / std.to(t.device)).to(t.dtype)
+            inputs.append(out)
+        return TensorClips(inputs, source.labels, source.video_index, split=source.split,
+                           class_names=source.class_names, source=source.source)
+
+    return apply(train), [apply(o) if o is not None else None for o in others]

@@ -10,6 +10,7 @@ the cost row. :func:`collect_results` reads every summary back for the compariso
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ import torch
 from torch import nn
 
 from lib.classify.config import TrainConfig
+from lib.classify.data import TensorClips, standardize_splits
 from lib.classify.cost import CostRow, count_parameters, forward_flops, machine_description, mean_cost, measure_inference
 from lib.classify.engine import train_and_evaluate
 from lib.classify.errors import InputMismatchError, RunMismatchError, UnknownNameError
@@ -163,6 +165,21 @@ def _cost_row(name: str, model: nn.Module, data: ExperimentData, metrics: Mappin
                    encode_seconds_total=data.encode_seconds_total, device=str(device), machine=machine_description())
 
 
+def _standardized(data: ExperimentData, mode: str) -> ExperimentData:
+    """``data`` with TrainConfig.input_standardize applied (train-split statistics only)."""
+    if mode == "none":
+        return data
+    sources = (data.train, data.val, data.test)
+    if not all(s is None or isinstance(s, TensorClips) for s in sources):
+        raise InputMismatchError(data.source, f"input_standardize={mode!r} applies to cached latents / pooled pixels, "
+                                 "not to decoded pixel clips", "set input_standardize: none for pixel models")
+    assert isinstance(data.train, TensorClips)
+    train, (val, test) = standardize_splits(data.train, [data.val, data.test], mode)  # type: ignore[list-item]
+    assert test is not None
+    return dataclasses.replace(data, train=train, val=val, test=test,
+                               provenance={**data.provenance, "input_standardize": mode})
+
+
 def run_experiment(*, model_name: str, run_dir: str | os.PathLike[str] | RunDir, cache_dir: str | os.PathLike[str] | None = None,
                    data_root: str | os.PathLike[str] | None = None, data: ExperimentData | None = None, fold: int = 1,
                    seeds: Sequence[int] = (0, 1, 2), train_config: Mapping[str, Any] | TrainConfig | None = None,
@@ -216,6 +233,7 @@ def run_experiment(*, model_name: str, run_dir: str | os.PathLike[str] | RunDir,
             else:
                 assert cache_dir is not None
                 data = load_latent_data(cache_dir, fold=fold, with_content=info.input_kind == "latent+content", kind=cache_kind)
+        data = _standardized(data, config.input_standardize)
         _check_shapes(model_name, data, root, seeds, expected_input_shape)
         shapes = data.input_shapes()
         if info.input_kind == "latent+content":

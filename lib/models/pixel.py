@@ -7,11 +7,12 @@ Input: raw decoded clips (B, 3, T, H, W) float32 RGB in [-1, 1] (``SpatialPolicy
   reference at 16 x 112 x 112: 81.0 GFLOPs per clip forward (40.5 G multiply-adds, the "40.52
   GFLOPS" torchvision lists), 31.35 M parameters (K = 101).
 - ``pixel_c3d_small``: a small 3D CNN the 2-core CPU can train in minutes on the embedded
-  default's ~4-5k clips of 3 x 16 x 64 x 96: four Conv3d + BatchNorm + ReLU stages (16-32-64-128
-  channels) with early striding, global average pooling, dropout, linear head.
+  default's ~4-5k clips of 3 x 16 x 64 x 96: the frames and their temporal differences (6
+  channels, see :class:`C3DSmallConfig` for why), four Conv3d + BatchNorm + ReLU stages
+  (16-32-64-128 channels) with early striding, global average pooling, dropout, linear head.
   For (3, 16, 64, 96): stem k(3,7,7) s(2,4,4) -> (16, 8, 16, 24) -> s(1,2,2) (32, 8, 8, 12)
-  -> s2 (64, 4, 4, 6) -> s2 (128, 2, 2, 3) -> pool (128,) -> (K,); 0.081 GFLOPs per clip
-  forward (``lib.models.cost.forward_flops``; 0.17 at 16 x 112 x 112), 0.31 M parameters.
+  -> s2 (64, 4, 4, 6) -> s2 (128, 2, 2, 3) -> pool (128,) -> (K,); 0.124 GFLOPs per clip
+  forward (``lib.models.cost.forward_flops``; 0.256 at 16 x 112 x 112), 0.31 M parameters (K = 10).
 """
 
 from __future__ import annotations
