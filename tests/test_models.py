@@ -171,6 +171,30 @@ def test_conv3d_paper_reduces_to_128x1x1x1() -> None:
         assert not isinstance(list(model.modules())[-1], torch.nn.Softmax)
 
 
+def test_pixel_c3d_small_sees_frame_differences() -> None:
+    """With frame_diff the stem's input is the 3 colour channels plus their scaled temporal
+    differences: the frame-difference half of the stem responds to motion and nothing else."""
+    model = build_model("pixel_c3d_small", num_classes=4, input_shape=(3, 8, 32, 32))
+    assert model.stem.in_channels == 3 and model.stem_diff is not None
+    plain = build_model("pixel_c3d_small", num_classes=4, input_shape=(3, 8, 32, 32), frame_diff=False)
+    assert plain.stem_diff is None
+    seen: dict[str, torch.Tensor] = {}
+    model.stem_diff.register_forward_hook(lambda m, i, o: seen.__setitem__("input", i[0].clone()))
+    still = (torch.rand(2, 3, 1, 32, 32) * 2 - 1).expand(-1, -1, 8, -1, -1).contiguous()
+    model.eval()(still)
+    assert torch.equal(seen["input"], torch.zeros_like(still))  # nothing moves: the difference stream is 0
+    moving = torch.rand(2, 3, 8, 32, 32) * 2 - 1
+    model(moving)
+    diff = seen["input"]
+    assert torch.allclose(diff[:, :, 1:], 8.0 * (moving[:, :, 1:] - moving[:, :, :-1])) and not diff[:, :, 0].any()
+    # the two streams together are one conv over the 6 stacked channels
+    with torch.no_grad():
+        stacked = torch.cat([moving, diff], dim=1)
+        weight = torch.cat([model.stem.weight, model.stem_diff.weight], dim=1)
+        one_conv = torch.nn.functional.conv3d(stacked, weight, stride=(2, 4, 4), padding=(1, 3, 3))
+        assert torch.allclose(model.stem(moving) + model.stem_diff(diff), one_conv, atol=1e-4)
+
+
 def test_parameter_counts_and_flops_are_sane() -> None:
     for name in MODEL_NAMES:
         if model_info(name).input_kind == "pixels":

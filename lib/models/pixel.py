@@ -92,8 +92,14 @@ class PixelC3DSmall(VideoClassifier):
                  config: C3DSmallConfig = C3DSmallConfig()) -> None:
         super().__init__(num_classes=num_classes, input_shape=input_shape, config=config)
         c1, c2, c3, c4 = config.channels
+        stem = dict(kernel_size=(3, 7, 7), stride=(2, 4, 4), padding=(1, 3, 3), bias=False)
+        # The frames and their differences get a 3-channel conv each, summed: the same function
+        # as one conv over 6 stacked channels, but 3-channel convs take oneDNN's fast path
+        # (measured: 4x faster per training step here) and nothing is concatenated.
+        self.stem = nn.Conv3d(3, c1, **stem)  # (c1, T/2, H/4, W/4): cheap early downsampling
+        self.stem_diff = nn.Conv3d(3, c1, **stem) if config.frame_diff else None
+        self.stem_norm = nn.Sequential(nn.BatchNorm3d(c1), nn.ReLU(inplace=True))
         self.features = nn.Sequential(
-            conv_bn_relu(6 if config.frame_diff else 3, c1, (3, 7, 7), (2, 4, 4)),  # (c1, T/2, H/4, W/4): cheap early downsampling
             conv_bn_relu(c1, c2, (3, 3, 3), (1, 2, 2)),  # (c2, T/2, H/8, W/8)
             conv_bn_relu(c2, c3, (3, 3, 3), (2, 2, 2)),  # (c3, T/4, H/16, W/16)
             conv_bn_relu(c3, c4, (3, 3, 3), (2, 2, 2)),  # (c4, T/8, H/32, W/32)
@@ -102,7 +108,10 @@ class PixelC3DSmall(VideoClassifier):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x, fix="build the model with input_shape equal to the decoded clip shape (3, T, H, W)")
-        if self.config.frame_diff:  # (B, 6, T, H, W): frames + scaled differences (first one 0)
-            diff = F.pad(x[:, :, 1:] - x[:, :, :-1], (0, 0, 0, 0, 1, 0)) * self.config.frame_diff_scale
-            x = torch.cat([x, diff], dim=1)
-        return self.head(self.features(x).mean(dim=(2, 3, 4)))  # global average pool (B, c4) -> (B, K)
+        h = self.stem(x)
+        if self.stem_diff is not None:  # scaled temporal differences, the first frame's = 0
+            diff = torch.zeros_like(x)
+            torch.sub(x[:, :, 1:], x[:, :, :-1], out=diff[:, :, 1:])
+            h = h + self.stem_diff(diff.mul_(self.config.frame_diff_scale))
+        h = self.stem_norm(h)
+        return self.head(self.features(h).mean(dim=(2, 3, 4)))  # global average pool (B, c4) -> (B, K)
