@@ -59,7 +59,8 @@ class TrainConfig:
     value position (C, T, H, W) separately, "channel" per channel; statistics from the TRAIN
     split only, applied to every split (:func:`lib.classify.data.standardize_splits`). Why: a
     briefly trained local VAE's latents are dominated by a clip-independent pattern (per-channel
-    means ~0.5, clip-to-clip std ~0.1), which left even the training accuracy at chance.
+    means ~0.5, clip-to-clip std ~0.1); on one such cache both LSTMs stayed at chance, training
+    accuracy included, on the raw values.
     """
 
     epochs: int = 30
