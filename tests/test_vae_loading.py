@@ -41,6 +41,7 @@ from lib.vae.loading import (
     preset_from_filename,
     save_reducio,
 )
+from lib.vae.presets import PRESETS as MODEL_PRESETS
 from lib.vae.presets import get_preset
 
 PRESET = "local-smoke"
@@ -531,10 +532,18 @@ def test_variant_from_file_name() -> None:
 
 
 def test_variant_from_shapes_of_meta_models() -> None:
-    for name in ("reducio-ft4", "reducio-ft2", PRESET):
+    def encoder_shapes(name: str) -> dict[str, tuple[int, ...]]:
+        return {k: tuple(v.shape) for k, v in ReducioVAE.from_preset(name, parts="encoder", device="meta").state_dict().items()}
+
+    for name in ("reducio-ft4", "reducio-ft2", PRESET, "local-default"):
         shapes = {k: tuple(v.shape) for k, v in ReducioVAE.from_preset(name, device="meta").state_dict().items()}
         assert infer_preset(shapes) == name
-        assert infer_preset({k: s for k, s in shapes.items() if k.startswith(ENCODER_PREFIXES)}) == name
+        encoder = {k: s for k, s in shapes.items() if k.startswith(ENCODER_PREFIXES)}
+        assert encoder == encoder_shapes(name)
+        twins = [other for other in MODEL_PRESETS if other != name and encoder_shapes(other) == encoder]
+        # presets sharing an encoder path (local-smoke / local-default) are ambiguous from it alone
+        assert infer_preset(encoder) == (None if twins else name)
+    assert encoder_shapes("local-smoke") == encoder_shapes("local-default")
 
 
 # =============================================================================================

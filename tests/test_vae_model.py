@@ -85,7 +85,8 @@ def smoke() -> ReducioVAE:
     """local-smoke widths with the official (non-residual) decoder: every output path is live."""
     torch.manual_seed(0)
     params = get_preset("local-smoke")
-    del params["ddconfig"]["content_residual"], params["ddconfig"]["content_warp"]
+    for key in ("content_residual", "content_warp", "coarse_flow"):
+        del params["ddconfig"][key]
     return ReducioVAE.from_config(params).eval()
 
 

@@ -257,12 +257,14 @@ def test_smoke_run_writes_its_files_and_loads(uninterrupted: Path) -> None:
     state = torch.load(out / STATE_NAME, weights_only=True)  # plain types + tensors only
     assert state["step"] == 4
     loaded = load_reducio(out / WEIGHTS_NAME)
-    trained = build_model(PRESETS["smoke"], seed=0)
-    trained.load_state_dict(state["model"])
-    trained.eval()
+    assert PRESETS["smoke"].ema_decay > 0  # the export is the weight average, the state holds both
+    averaged, last = build_model(PRESETS["smoke"], seed=0), build_model(PRESETS["smoke"], seed=0)
+    averaged.load_state_dict(state["ema"])
+    last.load_state_dict(state["model"])
     x = _clip(9, (1, 3, 16, 32, 32))
     with torch.no_grad():
-        assert torch.equal(loaded.reconstruct(x), trained.reconstruct(x))
+        assert torch.equal(loaded.reconstruct(x), averaged.eval().reconstruct(x))
+        assert not torch.equal(loaded.reconstruct(x), last.eval().reconstruct(x))
     assert loaded.checkpoint_info.metadata["training"]["step"] == 4
 
 
