@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from lib.classify.config import STANDARDIZE_MODES
 from lib.classify.errors import InputMismatchError
 
 # Keep a latent split on the GPU (indexing there, no host->device copy per batch) when its
@@ -194,8 +195,8 @@ def standardize_splits(train: TensorClips, others: Sequence[TensorClips | None],
     dtype is kept (standardised fp16 values are O(1), well inside fp16's range)."""
     if mode == "none":
         return train, list(others)
-    if mode not in ("element", "channel"):
-        raise ValueError(f"unknown standardisation {mode!r}; use none, element or channel")
+    if mode not in STANDARDIZE_MODES:
+        raise ValueError(f"unknown standardisation {mode!r}; use one of {STANDARDIZE_MODES}")
     stats = [standardization_stats(t, mode) for t in train.inputs]
 
     def apply(source: TensorClips) -> TensorClips:

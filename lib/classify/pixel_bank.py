@@ -36,32 +36,22 @@ def _to_uint8(clip: torch.Tensor) -> torch.Tensor:
 
 
 class _BankItems(Dataset[tuple[int, torch.Tensor]]):
-    """Decodes item i to the stored uint8 clip (whole resized frame when ``full_frame``)."""
+    """Item i -> (i, its stored uint8 clip): the whole resized frame when ``full_frame``."""
 
     def __init__(self, dataset: PixelClipDataset, *, full_frame: bool) -> None:
-        self._dataset = dataset
-        self._full = _FullFramePolicy(dataset.policy) if full_frame else None
+        self.dataset = dataset
+        self.full_frame = full_frame
 
     def __len__(self) -> int:
-        return len(self._dataset)
+        return len(self.dataset)
 
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor]:
-        item = self._dataset.items[index]
-        frames = torch.from_numpy(self._dataset._reader_for(item.path).read_frames(item.frame_indices))
-        policy = self._full.policy_for(frames) if self._full is not None else self._dataset.policy
+        frames = self.dataset.frames(index)
+        policy = self.dataset.policy
+        if self.full_frame:
+            assert isinstance(policy, CropPolicy)
+            policy = policy.resize_only(*frames.shape[1:3])
         return index, _to_uint8(policy.apply_to_frames(frames))
-
-
-class _FullFramePolicy:
-    """The CropPolicy's resize without its crop (the crop is drawn per step)."""
-
-    def __init__(self, policy: object) -> None:
-        assert isinstance(policy, CropPolicy)
-        self.policy = policy
-
-    def policy_for(self, frames: torch.Tensor) -> CropPolicy:
-        rh, rw = self.policy.resize_size(int(frames.shape[1]), int(frames.shape[2]))
-        return CropPolicy(short_side=self.policy.short_side, crop=(rh, rw), resize_precision=self.policy.resize_precision)
 
 
 class PixelBankClips:
@@ -98,7 +88,7 @@ class PixelBankClips:
             if bank is None:
                 bank = torch.empty((n, *clip.shape), dtype=torch.uint8)
             if tuple(clip.shape) != tuple(bank.shape[1:]):
-                path = items._dataset.items[index].path
+                path = items.dataset.items[index].path
                 raise ValueError(f"{path}: decoded clip {tuple(clip.shape)} differs from the split's first clip "
                                  f"{tuple(bank.shape[1:])}; an in-memory bank needs one frame size. Fix: use the "
                                  "streaming pixel source (pixel_in_memory: false) or a policy with a fixed crop")
@@ -123,9 +113,6 @@ class PixelBankClips:
 
     def on(self, device: torch.device) -> PixelBankClips:
         return self
-
-    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
-        return num_batches(len(self), batch_size, drop_last=drop_last)
 
     def batches(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None, device: torch.device,
                 train: bool = False, drop_last: bool = False) -> Iterator[Batch]:

@@ -93,10 +93,15 @@ class PixelClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
             self._reader.close()
             self._reader = None
 
+    def frames(self, index: int) -> torch.Tensor:
+        """Item ``index``'s decoded frames, uint8 (T, H, W, 3) RGB, before the policy."""
+        item = self.items[index]
+        return torch.from_numpy(self._reader_for(item.path).read_frames(item.frame_indices))
+
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, int, int]:
         index, seed = key if isinstance(key, tuple) else (key, None)
         item = self.items[index]
-        frames = torch.from_numpy(self._reader_for(item.path).read_frames(item.frame_indices))  # uint8 (T, H, W, 3)
+        frames = self.frames(index)  # uint8 (T, H, W, 3)
         if self.augment and seed is not None:
             clip = self._augmented(frames, np.random.default_rng(seed))
         else:
@@ -107,11 +112,8 @@ class PixelClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
         """Random crop (CropPolicy: from the resized frame, at a random offset) + random flip."""
         policy = self.policy
         if isinstance(policy, CropPolicy):
-            h, w = frames.shape[1:3]
-            rh, rw = policy.resize_size(h, w)
-            # the same policy without the centre crop gives the whole resized frame (C, T, rh, rw)
-            resized = CropPolicy(short_side=policy.short_side, crop=(rh, rw),
-                                 resize_precision=policy.resize_precision).apply_to_frames(frames)
+            resized = policy.resize_only(*frames.shape[1:3]).apply_to_frames(frames)  # (C, T, rh, rw)
+            rh, rw = resized.shape[-2:]
             ch, cw = policy.crop
             top = int(rng.integers(0, rh - ch + 1))
             left = int(rng.integers(0, rw - cw + 1))

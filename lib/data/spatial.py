@@ -191,6 +191,12 @@ class CropPolicy(SpatialPolicy):
     def output_size(self, height: int, width: int) -> tuple[int, int]:
         return self.crop
 
+    def resize_only(self, height: int, width: int) -> CropPolicy:
+        """This policy's resize of a ``height`` x ``width`` frame without its centre crop: the
+        whole resized frame (train-time random crops are taken from it)."""
+        return CropPolicy(short_side=self.short_side, crop=self.resize_size(height, width),
+                          resize_precision=self.resize_precision)
+
     def crop_box(self, height: int, width: int) -> tuple[int, int, int, int]:
         """(top, left, height, width) of the crop within the resized frame."""
         rh, rw = self.resize_size(height, width)

@@ -228,6 +228,14 @@ def vae_loss(
     return total, terms
 
 
+def _parabola_offset(lo: torch.Tensor, mid: torch.Tensor, hi: torch.Tensor, *, inner: torch.Tensor) -> torch.Tensor:
+    """Sub-sample offset of the minimum of the parabola through (-1, lo), (0, mid), (1, hi),
+    within +-0.5; 0 where the minimum lies on the search border or the cost is flat."""
+    curvature = lo - 2 * mid + hi
+    offset = 0.5 * (lo - hi) / curvature.clamp_min(1e-12)
+    return torch.where(inner & (curvature > 1e-12), offset.clamp(-0.5, 0.5), torch.zeros_like(mid))
+
+
 @torch.no_grad()
 def global_shift_targets(x: torch.Tensor, *, content_index: int, max_shift: int = 3) -> torch.Tensor:
     """Per-frame global displacement of a clip relative to its content frame, in pixels.
@@ -251,26 +259,17 @@ def global_shift_targets(x: torch.Tensor, *, content_index: int, max_shift: int 
     content = x[:, :, content_index]  # (B, C, H, W)
     n = 2 * m + 1
     cost = x.new_empty(b, t, n, n)  # [.., dy + m, dx + m]
-    for iy, dy in enumerate(range(-m, m + 1)):
-        for ix, dx in enumerate(range(-m, m + 1)):
+    for row, dy in enumerate(range(-m, m + 1)):
+        for col, dx in enumerate(range(-m, m + 1)):
             moved = content[:, :, m + dy:h - m + dy, m + dx:w - m + dx].unsqueeze(2)
-            cost[:, :, iy, ix] = (frames - moved).abs().mean(dim=(1, 3, 4))
-    best = cost.flatten(2).argmin(dim=2)  # (B, T)
+            cost[:, :, row, col] = (frames - moved).abs().mean(dim=(1, 3, 4))
+    best = cost.flatten(2).argmin(dim=2).reshape(-1)  # (B*T,) flat index into the (n, n) grid
     iy, ix = best // n, best % n
-    out = torch.stack([(ix - m).float(), (iy - m).float()], dim=1)  # (B, 2, T)
-    flat = cost.reshape(b * t, n, n)
-    rows = torch.arange(b * t)
-    iy, ix = iy.reshape(-1), ix.reshape(-1)
-    for axis, (i, other) in enumerate(((ix, iy), (iy, ix))):
-        inner = (i > 0) & (i < n - 1)
-        lo, hi = (i - 1).clamp(0, n - 1), (i + 1).clamp(0, n - 1)
-        if axis == 0:
-            c_lo, c_0, c_hi = flat[rows, other, lo], flat[rows, other, i], flat[rows, other, hi]
-        else:
-            c_lo, c_0, c_hi = flat[rows, lo, other], flat[rows, i, other], flat[rows, hi, other]
-        curvature = c_lo - 2 * c_0 + c_hi
-        delta = torch.where(inner & (curvature > 1e-12), 0.5 * (c_lo - c_hi) / curvature.clamp_min(1e-12),
-                            torch.zeros_like(c_0))
-        out[:, axis] += delta.clamp(-0.5, 0.5).reshape(b, t)
+    flat, rows = cost.reshape(b * t, n, n), torch.arange(b * t)
+    dx = _parabola_offset(flat[rows, iy, (ix - 1).clamp(min=0)], flat[rows, iy, ix],
+                          flat[rows, iy, (ix + 1).clamp(max=n - 1)], inner=(ix > 0) & (ix < n - 1))
+    dy = _parabola_offset(flat[rows, (iy - 1).clamp(min=0), ix], flat[rows, iy, ix],
+                          flat[rows, (iy + 1).clamp(max=n - 1), ix], inner=(iy > 0) & (iy < n - 1))
+    out = torch.stack([ix - m + dx, iy - m + dy], dim=1).float().reshape(b, t, 2).transpose(1, 2).contiguous()
     out[:, :, content_index] = 0.0
     return out
