@@ -24,6 +24,7 @@ from lib.vae.clip_data import (
 )
 from lib.vae.losses import VAELossWeights, gradient_l1, kl_standard_normal, l1, psnr, ssim, vae_loss
 from lib.vae.train import (
+    BLUR_BASELINE_SIGMA,
     HISTORY_COLUMNS,
     HISTORY_NAME,
     METRICS_NAME,
@@ -247,7 +248,8 @@ def test_smoke_run_writes_its_files_and_loads(uninterrupted: Path) -> None:
         assert (out / name).is_file(), name
     metrics = json.loads((out / METRICS_NAME).read_text())
     assert metrics["steps"] == 4 and metrics["heldout"]["clips"] > 0
-    assert set(metrics["heldout"]) >= {"vae", "baseline_repeat_content_frame"}
+    assert set(metrics["heldout"]) >= {"vae", "baseline_repeat_content_frame", "baseline_blurred_content_frame"}
+    assert metrics["heldout"]["baseline_blurred_content_frame"]["sigma_px"] == BLUR_BASELINE_SIGMA
     assert metrics["groups"]["train"] and not set(metrics["groups"]["train"]) & set(metrics["groups"]["val"])
     with open(out / HISTORY_NAME, newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -297,3 +299,24 @@ def test_rerun_of_finished_run_and_changed_settings(smoke_root: Path, uninterrup
     assert (uninterrupted / STATE_NAME).stat().st_mtime_ns == before  # nothing retrained
     assert _cli(smoke_root, uninterrupted, "--lr", "0.01") == 1
     assert "other settings" in capsys.readouterr().err
+
+
+def test_gaussian_blur_keeps_constants_and_averages_noise() -> None:
+    from lib.vae.losses import gaussian_blur
+
+    flat = torch.full((1, 3, 9, 11), 0.3)
+    assert torch.allclose(gaussian_blur(flat, 1.0), flat, atol=1e-6)  # normalised, replicated borders
+    impulse = torch.zeros(1, 1, 9, 9)
+    impulse[0, 0, 4, 4] = 1.0
+    out = gaussian_blur(impulse, 1.0)
+    assert out.sum().item() == pytest.approx(1.0, abs=1e-5) and out[0, 0, 4, 4].item() == pytest.approx(
+        (1 / (2 * torch.pi)) / 1.0, rel=0.05)  # peak of a unit 2D gaussian, sampled
+    noise = torch.randn(1, 1, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert gaussian_blur(noise, 1.0).std().item() < 0.4 * noise.std().item()  # 1/(2 sqrt(pi) sigma) = 0.28
+
+
+def test_local_presets_train_with_the_mse_term() -> None:
+    # Without MSE the local decoder never learns to filter the content frame (lib.vae.losses).
+    for name in ("smoke", "default"):
+        weights = PRESETS[name].loss
+        assert weights.mse > 0 and weights.l1 > 0 and (weights.ssim > 0 or weights.grad > 0) and weights.shift == 0
