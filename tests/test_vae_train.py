@@ -210,6 +210,31 @@ def test_train_step_reduces_loss_on_a_fixed_batch(smoke_root: Path) -> None:
     assert min(losses[8:]) < 0.75 * max(losses[:3]), losses
 
 
+def test_mse_head_only_reaches_conv_out_alone(smoke_root: Path) -> None:
+    train, _, _ = train_val_records(smoke_root)
+    bank = decode_clip_bank(train, size=(36, 48), progress=False)
+    x = ClipBatchSampler(bank, batch_size=2, crop=(32, 32), hflip=False, seed=0).batch(0)
+    mse_only = VAELossWeights(l1=0.0, ssim=0.0, grad=0.0, kl=0.0, mse=30.0)
+    grads = {}
+    for head_only in (False, True):
+        model = build_model(PRESETS["smoke"], seed=0)
+        with torch.no_grad():  # conv_out starts at zero, which would block every gradient behind it
+            for p in model.decoder.conv_out.parameters():
+                p.copy_(0.01 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)  # the step changes nothing: gradients only
+        terms = train_step(model, opt, x, weights=mse_only, generator=torch.Generator().manual_seed(0),
+                           grad_clip=0.0, mse_head_only=head_only)
+        assert terms["loss"] == pytest.approx(30.0 * terms["mse"], rel=1e-6)  # logged as the full objective
+        grads[head_only] = {n: (p.grad.abs().sum().item() if p.grad is not None else 0.0)
+                            for n, p in model.named_parameters()}
+    head = [n for n in grads[True] if n.startswith("decoder.conv_out.")]
+    assert head and all(grads[True][n] > 0 for n in head)
+    # Same head gradient either way (the MSE is its only term); nothing else gets any when head-only.
+    assert all(grads[True][n] == pytest.approx(grads[False][n], rel=1e-4) for n in head)
+    assert all(v == 0.0 for n, v in grads[True].items() if n not in head)
+    assert sum(v for n, v in grads[False].items() if n.startswith("encoder")) > 0
+
+
 def test_rng_state_roundtrip_through_weights_only_load(tmp_path: Path) -> None:
     import random
 
@@ -320,3 +345,4 @@ def test_local_presets_train_with_the_mse_term() -> None:
     for name in ("smoke", "default"):
         weights = PRESETS[name].loss
         assert weights.mse > 0 and weights.l1 > 0 and (weights.ssim > 0 or weights.grad > 0) and weights.shift == 0
+        assert PRESETS[name].mse_head_only  # MSE on the whole model cost the latents class information

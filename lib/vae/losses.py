@@ -14,7 +14,7 @@ recipe (see :class:`VAELossWeights`) replaces them with terms that work from ste
   (sharp edges and, along T, the motion itself: a decoder that just repeats the content frame
   has zero temporal gradient and pays for every moving pixel);
 - ``mse``: mean squared error (0 by default, as in the official recipe; 30 in the local training
-  presets). Why: with the residual decoder of the local presets (``content_residual``) most
+  presets, where it trains the decoder's ``conv_out`` only: ``TrainPreset.mse_head_only``). Why: with the residual decoder of the local presets (``content_residual``) most
   target pixels equal the content frame up to per-frame sensor noise, and under L1 a decoder
   learns neither to move uncertain pixels (the median is "no change") nor to denoise the content
   frame: a 5x5 filter on the content frame trained 300 steps with the L1 + SSIM + gradient terms
