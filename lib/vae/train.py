@@ -469,7 +469,7 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
         raise FloatingPointError(f"non-finite training loss {terms}; lower the learning rate")
     optimizer.zero_grad(set_to_none=True)
     if head_mse:
-        head = list(model.decoder.conv_out.parameters())
+        head = output_layer_parameters(model)
         mse_term = weights.mse * (x_rec.float() - x).square().mean()
         # Backpropagates through the last layer only: autograd stops at conv_out's inputs.
         head_grads = torch.autograd.grad(mse_term, head, retain_graph=True)
@@ -498,13 +498,19 @@ def build_model(preset: TrainPreset, seed: int) -> Any:
     return model
 
 
+def output_layer_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The decoder's ``conv_out`` parameters (its own lr group, the head-only MSE term); [] without
+    a decoder."""
+    decoder = getattr(model, "decoder", None)
+    return list(decoder.conv_out.parameters()) if decoder is not None else []
+
+
 def build_optimizer(model: torch.nn.Module, preset: TrainPreset) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters (the frozen sinusoid tables of the fusion blocks stay
     out); the decoder's ``conv_out`` in a group of its own at ``out_lr_scale`` x the lr.
     (The coarse flow head stays at the body's lr: it has a 1728-wide fan-in, and at 10x the lr
     its field jumped by pixels per step and wrecked the reconstructions within 25 steps.)"""
-    decoder = getattr(model, "decoder", None)
-    out_params = {id(p) for p in decoder.conv_out.parameters()} if decoder is not None else set()
+    out_params = {id(p) for p in output_layer_parameters(model)}
     body = [p for p in model.parameters() if p.requires_grad and id(p) not in out_params]
     head = [p for p in model.parameters() if p.requires_grad and id(p) in out_params]
     groups = [{"params": body, "lr_scale": 1.0}]
