@@ -41,6 +41,26 @@ def test_params_match_notebook_parameters(params_file: Path) -> None:
                 assert isinstance(value, expected), f"{params_file}: {notebook_name}.{key}={value!r} is not {default_type}"
 
 
+
+@pytest.mark.parametrize("params_file", PARAMS_FILES, ids=[p.name for p in PARAMS_FILES])
+def test_params_models_overrides_and_train_configs_are_valid(params_file: Path) -> None:
+    # a typo in a model name, a config field or a TrainConfig key would otherwise surface only
+    # when the study reaches that notebook, possibly after an hour of encoding
+    from lib.classify.config import TrainConfig
+    from lib.models import list_models
+    from lib.models.registry import make_config, model_info
+
+    content = yaml.safe_load(params_file.read_text())
+    for notebook_name, values in content.items():
+        values = values or {}
+        names = [*values.get("models", []), *values.get("pixel_models", []), *values.get("pooled_models", [])]
+        assert set(names) <= set(list_models()), f"{params_file}: {notebook_name} names unknown models"
+        for name, fields in (values.get("model_overrides") or {}).items():
+            make_config(name, fields, origin=params_file)  # raises ModelConfigError naming the field
+            assert name in names, f"{params_file}: {notebook_name} overrides {name!r}, which it does not train"
+        for name in names:
+            TrainConfig.from_mapping(model_info(name).recipe, **(values.get("train_config") or {}))
+
 def test_every_notebook_takes_a_run_dir() -> None:
     for notebook in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
         assert "run_dir" in papermill.inspect_notebook(str(notebook)), f"{notebook.name} lacks a run_dir parameter"
