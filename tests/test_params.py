@@ -12,6 +12,9 @@ import papermill
 import pytest
 import yaml
 
+from lib.classify.config import TrainConfig
+from lib.models import list_models
+from lib.models.registry import make_config, model_info
 from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR
 from lib.study import RESERVED_PARAMETERS, StudyError, load_study
 
@@ -46,10 +49,6 @@ def test_params_match_notebook_parameters(params_file: Path) -> None:
 def test_params_models_overrides_and_train_configs_are_valid(params_file: Path) -> None:
     # a typo in a model name, a config field or a TrainConfig key would otherwise surface only
     # when the study reaches that notebook, possibly after an hour of encoding
-    from lib.classify.config import TrainConfig
-    from lib.models import list_models
-    from lib.models.registry import make_config, model_info
-
     content = yaml.safe_load(params_file.read_text())
     for notebook_name, values in content.items():
         values = values or {}
