@@ -44,10 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     _add_split_args(p_rep)
     p_rep.add_argument("--no-per-class", action="store_true", help="omit the per-class count table")
 
-    p_syn = sub.add_parser("synth", help="write the synthetic action dataset in UCF101's layout")
+    p_syn = sub.add_parser("synth", help="write the synthetic action dataset in UCF101's layout, or the unlabelled "
+                                          "pretraining pool of the stand-in VAE")
     p_syn.add_argument("--out", required=True, type=Path, help="dataset root to create (UCF-101/ and ucfTrainTestlist/)")
-    p_syn.add_argument("--preset", default="smoke", help="smoke (seconds, CI) or default (the study's dataset)")
-    p_syn.add_argument("--seed", type=int, default=0)
+    p_syn.add_argument("--preset", default="smoke",
+                       help="smoke (seconds, CI), default (the study's labelled dataset), pretrain (the VAE's "
+                            "unlabelled pool, videos/*.avi) or pretrain_smoke")
+    p_syn.add_argument("--seed", type=int, default=None,
+                       help="dataset seed (default 0 for labelled presets, 1 for the pretraining pool)")
     p_syn.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
 
     p_dl = sub.add_parser("download", help="download (resumable, verified) and extract the official UCF101 archives")
@@ -76,9 +80,15 @@ def main(argv: list[str] | None = None) -> int:
             print(format_report(report, per_class=not args.no_per_class))
         elif args.command == "synth":
             from lib.data.synth import generate
+            from lib.data.synth_pool import DEFAULT_POOL_SEED, POOL_PRESETS, generate_pool
 
-            root = generate(args.out, preset=args.preset, seed=args.seed, workers=args.workers)
-            print(f"synthetic dataset ready at {root}")
+            if args.preset in POOL_PRESETS:
+                seed = DEFAULT_POOL_SEED if args.seed is None else args.seed
+                root = generate_pool(args.out, preset=args.preset, seed=seed, workers=args.workers)
+                print(f"pretraining pool ready at {root}")
+            else:
+                root = generate(args.out, preset=args.preset, seed=args.seed or 0, workers=args.workers)
+                print(f"synthetic dataset ready at {root}")
         elif args.command == "download":
             import logging
 

@@ -29,7 +29,7 @@ import json
 import multiprocessing
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -192,12 +192,17 @@ def _exclusive_lock(root: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _render_to_file(task: tuple[VideoSpec, str]) -> int:
-    """Worker: render one video and write it atomically; returns its frame count."""
+def _render_to_file(task: tuple[Any, str]) -> int:
+    """Worker: render one video (a labelled :class:`VideoSpec` or a pretraining-pool spec) and
+    write it atomically; returns its frame count."""
     spec, path = task
-    scene = sample_scene(spec)
-    write_video(path, iter_frames(scene), fps=FPS, codec=CODEC)
-    return scene.trajectory.n_frames
+    if isinstance(spec, VideoSpec):
+        scene = sample_scene(spec)
+        write_video(path, iter_frames(scene), fps=FPS, codec=CODEC)
+        return scene.trajectory.n_frames
+    frames = spec.render_frames()  # lib.data.synth_pool.PoolVideoSpec
+    write_video(path, frames, fps=FPS, codec=CODEC)
+    return spec.num_frames
 
 
 def _prepare_folder(root: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
@@ -210,13 +215,59 @@ def _prepare_folder(root: Path, settings: dict[str, Any]) -> dict[str, Any] | No
                                      "so it is not a synthetic dataset this generator made",
                                "pass an empty or new --out folder")
         return None
-    old = _settings_of(manifest)
+    old = {k: manifest.get(k) for k in settings}
     if old != settings:
         differing = ", ".join(f"{k}: {old[k]!r} (asked {settings[k]!r})" for k in settings if old[k] != settings[k])
         raise DatasetError(root, f"holds a synthetic dataset made with different settings ({differing})",
                            f"delete the folder (rm -rf {root}) to regenerate it, pass another --out, or rerun "
                            f"with the settings it was made with")
     return manifest
+
+
+def write_videos(root: Path, *, settings: dict[str, Any], tasks: list[tuple[Any, str]], num_frames: list[int],
+                 finish: Callable[[], None], is_done: Callable[[], bool], workers: int | None,
+                 progress: bool, desc: str) -> Path:
+    """Render ``tasks`` ((spec, absolute path) pairs) into ``root`` resumably; shared by the
+    labelled dataset and the pretraining pool.
+
+    The manifest (``settings`` + ``complete: false``) is written first, so a half-made folder is
+    always recognisable; each video is written atomically (temp file + rename, so a killed run's
+    temp files are deleted and only missing videos are rendered again); ``finish`` writes what
+    comes after the videos (split lists); ``complete: true`` is set last. ``is_done`` tells
+    whether the folder is already complete. Rendering order is longest video first, so a pool's
+    tail stays short; the bytes never depend on ``workers``.
+    """
+    from tqdm.auto import tqdm
+
+    if root.exists() and not root.is_dir():
+        raise DatasetError(root, "exists and is not a folder", "pass a folder path to --out")
+    root.mkdir(parents=True, exist_ok=True)
+    with _exclusive_lock(root):
+        manifest = _prepare_folder(root, settings)
+        if manifest is not None and is_done():
+            return root
+        manifest = {**settings, "complete": False, "num_videos": len(tasks), "num_frames": int(sum(num_frames))}
+        _write_manifest(root, manifest)
+        for folder in {Path(path).parent for _, path in tasks}:  # temp files left by a killed run
+            for stale in folder.glob(".*.avi"):
+                stale.unlink(missing_ok=True)
+        order = sorted(range(len(tasks)), key=lambda i: -num_frames[i])
+        pending = [tasks[i] for i in order if not Path(tasks[i][1]).is_file()]
+        n_proc = max(1, min(workers if workers is not None else (os.cpu_count() or 1), len(pending)))
+        with tqdm(total=len(tasks), initial=len(tasks) - len(pending), unit="video", desc=desc,
+                  disable=not progress) as bar:
+            if n_proc == 1:
+                for task in pending:
+                    _render_to_file(task)
+                    bar.update()
+            else:
+                # spawn: safe even when the parent (a notebook) already runs torch threads.
+                with multiprocessing.get_context("spawn").Pool(n_proc) as pool:
+                    for _ in pool.imap_unordered(_render_to_file, pending, chunksize=1):
+                        bar.update()
+        finish()
+        _write_manifest(root, {**manifest, "complete": True})
+    return root
 
 
 def generate(out: str | os.PathLike[str], *, preset: str | SynthPreset = "smoke", seed: int = 0,
@@ -226,46 +277,16 @@ def generate(out: str | os.PathLike[str], *, preset: str | SynthPreset = "smoke"
     ``workers``: processes (default: all cores; 1 renders in this process). The output bytes do
     not depend on it. Raises :class:`DatasetError` when ``out`` holds something else.
     """
-    from tqdm.auto import tqdm
-
     preset, seed = get_preset(preset), _check_seed(seed)
     root = Path(out).expanduser().absolute()
-    if root.exists() and not root.is_dir():
-        raise DatasetError(root, "exists and is not a folder", "pass a folder path to --out")
-    root.mkdir(parents=True, exist_ok=True)
-    settings = _settings(preset, seed)
     specs = video_specs(preset, seed=seed)
-    with _exclusive_lock(root):
-        manifest = _prepare_folder(root, settings)
-        if manifest is not None and is_complete(root, preset=preset, seed=seed):
-            return root
-        num_frames = {s: video_num_frames(s) for s in specs}
-        manifest = {**settings, "complete": False, "num_videos": len(specs), "num_frames": sum(num_frames.values())}
-        _write_manifest(root, manifest)  # first: a half-made folder is always recognisable
-
-        video_dir = root / VIDEO_DIR_NAME
-        for class_name in preset.classes:  # temp files left by a killed run (write_video's pattern)
-            for stale in (video_dir / class_name).glob(".v_*.avi"):
-                stale.unlink(missing_ok=True)
-        pending = [s for s in specs if not (video_dir / s.relpath).is_file()]
-        pending.sort(key=lambda s: -num_frames[s])  # longest first: the pool's tail stays short
-        tasks = [(s, str(video_dir / s.relpath)) for s in pending]
-        n_proc = max(1, min(workers if workers is not None else (os.cpu_count() or 1), len(tasks)))
-        with tqdm(total=len(specs), initial=len(specs) - len(pending), unit="video",
-                  desc=f"synth {preset.name}", disable=not progress) as bar:
-            if n_proc == 1:
-                for task in tasks:
-                    _render_to_file(task)
-                    bar.update()
-            else:
-                # spawn: safe even when the parent (a notebook) already runs torch threads.
-                with multiprocessing.get_context("spawn").Pool(n_proc) as pool:
-                    for _ in pool.imap_unordered(_render_to_file, tasks, chunksize=1):
-                        bar.update()
-
-        write_split_lists(root / LIST_DIR_NAME, list(preset.classes), [s.relpath for s in specs])
-        _write_manifest(root, {**manifest, "complete": True})
-    return root
+    video_dir = root / VIDEO_DIR_NAME
+    return write_videos(
+        root, settings=_settings(preset, seed), tasks=[(s, str(video_dir / s.relpath)) for s in specs],
+        num_frames=[video_num_frames(s) for s in specs],
+        finish=lambda: write_split_lists(root / LIST_DIR_NAME, list(preset.classes), [s.relpath for s in specs]),
+        is_done=lambda: is_complete(root, preset=preset, seed=seed), workers=workers, progress=progress,
+        desc=f"synth {preset.name}")
 
 
 def ensure_synthetic(preset: str | SynthPreset = "smoke", seed: int = 0, root: str | os.PathLike[str] | None = None,

@@ -46,7 +46,7 @@ MOTION_CLASSES: tuple[str, ...] = (
 )
 VIDEO_DOMAIN = 0x5EED_0002  # separates per-video streams from the group streams
 SCALE_RANGE = (0.65, 1.5)  # object scale of every class, so a single frame's size tells nothing
-_NOISE_PAD = 32  # the noise bank is larger than the frame; each frame reads a random crop of it
+NOISE_PAD = 32  # the noise bank is larger than the frame; each frame reads a random crop of it
 _TRANSLATION = {"MoveLeft": (-1, 0), "MoveRight": (1, 0), "MoveUp": (0, -1), "MoveDown": (0, 1)}
 
 
@@ -99,14 +99,14 @@ class Trajectory:
 
 
 @dataclass(frozen=True, eq=False)
-class _Sprite:
+class Sprite:
     """A sprite ready to composite: float32 colour and alpha (in [0, 1])."""
 
     rgb: np.ndarray  # (h, w, 3)
     alpha: np.ndarray  # (h, w, 1)
 
     @classmethod
-    def from_rgba(cls, rgba: np.ndarray) -> _Sprite:
+    def from_rgba(cls, rgba: np.ndarray) -> Sprite:
         rgba = rgba.astype(np.float32)
         return cls(rgb=rgba[..., :3], alpha=rgba[..., 3:] * (1.0 / 255.0))
 
@@ -120,7 +120,7 @@ class Scene:
     trajectory: Trajectory
     object_master: Image.Image  # RGBA, MASTER_PX square, per-video colours
     canvas: np.ndarray  # background with the static distractors baked in (read-only)
-    twitching: tuple[tuple[_Sprite, np.ndarray], ...]  # (sprite, (T, 2) scene centres) per twitching distractor
+    twitching: tuple[tuple[Sprite, np.ndarray], ...]  # (sprite, (T, 2) scene centres) per twitching distractor
     noise: np.ndarray | None  # int16 (FRAME_H + pad, FRAME_W + pad, 3), None when negligible
     noise_offsets: np.ndarray  # (T, 2) int crop offsets into ``noise``
 
@@ -146,7 +146,7 @@ def video_num_frames(spec: VideoSpec) -> int:
     return int(_video_rngs(spec)["timing"].integers(lo, hi + 1))
 
 
-def _camera_path(rng: np.random.Generator, t: np.ndarray, amplitude: float) -> np.ndarray:
+def camera_path(rng: np.random.Generator, t: np.ndarray, amplitude: float) -> np.ndarray:
     """Smooth shake (two sinusoids per axis, random frequencies and phases), whole pixels."""
     amplitude *= rng.uniform(0.7, 1.3)
     axes = []
@@ -215,7 +215,7 @@ def _trajectory(spec: VideoSpec, rngs: dict[str, np.random.Generator], style: Gr
     base_px = style.object_base_px * rngs["appearance"].uniform(0.9, 1.1)  # first appearance draw
     centre, angle, scale = _motion(spec.class_name, rngs["motion"], t, base_px=base_px, speed=style.speed_factor)
     return Trajectory(time_s=t, centre_xy=centre, angle_deg=angle, scale=scale, base_px=float(base_px),
-                      camera_xy=_camera_path(rngs["camera"], t, style.camera_jitter_px),
+                      camera_xy=camera_path(rngs["camera"], t, style.camera_jitter_px),
                       wraps=spec.class_name in _TRANSLATION)
 
 
@@ -224,7 +224,7 @@ def object_trajectory(spec: VideoSpec) -> Trajectory:
     return _trajectory(spec, _video_rngs(spec), group_style(spec.seed, spec.group))
 
 
-def _paste(frame: np.ndarray, sprite: _Sprite, cx: float, cy: float) -> None:
+def paste_sprite(frame: np.ndarray, sprite: Sprite, cx: float, cy: float) -> None:
     """Alpha-composite ``sprite`` centred at (cx, cy) into ``frame`` in place, clipped to it."""
     h, w = sprite.alpha.shape[:2]
     x0, y0 = int(np.floor(cx - w / 2 + 0.5)), int(np.floor(cy - h / 2 + 0.5))
@@ -250,7 +250,7 @@ def sample_scene(spec: VideoSpec) -> Scene:
     twitching = []
     d_rng = rngs["distractors"]
     for d in style.distractors:
-        sprite = _Sprite.from_rgba(transform_sprite(draw_sprite(d.sprite, size_px=int(round(d.size_px))),
+        sprite = Sprite.from_rgba(transform_sprite(draw_sprite(d.sprite, size_px=int(round(d.size_px))),
                                                     size_px=d.size_px, angle_deg=d_rng.uniform(0, 360)))
         m = d.size_px / 2 + d.jitter_px + 2
         anchor = np.array([d_rng.uniform(m, FRAME_W - m), d_rng.uniform(m, FRAME_H - m)])
@@ -258,13 +258,13 @@ def sample_scene(spec: VideoSpec) -> Scene:
             offsets = np.rint(d_rng.uniform(-d.jitter_px, d.jitter_px, (n, 2)))
             twitching.append((sprite, anchor + offsets))
         else:  # static: drawn once into the canvas (canvas coordinates = scene + CAMERA_PAD)
-            _paste(canvas, sprite, anchor[0] + CAMERA_PAD, anchor[1] + CAMERA_PAD)
+            paste_sprite(canvas, sprite, anchor[0] + CAMERA_PAD, anchor[1] + CAMERA_PAD)
     canvas.flags.writeable = False
 
     noise_rng = rngs["noise"]
     sigma = style.noise_sigma * noise_rng.uniform(0.8, 1.2)
-    noise = np.rint(_noise_bank() * sigma).astype(np.int16) if sigma >= 0.5 else None
-    noise_offsets = noise_rng.integers(0, _NOISE_PAD + 1, (n, 2))
+    noise = np.rint(noise_bank() * sigma).astype(np.int16) if sigma >= 0.5 else None
+    noise_offsets = noise_rng.integers(0, NOISE_PAD + 1, (n, 2))
     return Scene(spec=spec, style=style, trajectory=trajectory, object_master=object_master, canvas=canvas,
                  twitching=tuple(twitching), noise=noise, noise_offsets=noise_offsets)
 
@@ -272,7 +272,7 @@ def sample_scene(spec: VideoSpec) -> Scene:
 _NOISE_BANK: np.ndarray | None = None
 
 
-def _noise_bank() -> np.ndarray:
+def noise_bank() -> np.ndarray:
     """Unit Gaussian noise larger than the frame, made once per process from a fixed seed.
 
     Per-frame noise is a random crop of it: fresh-looking noise at the cost of a slice, instead of
@@ -281,7 +281,7 @@ def _noise_bank() -> np.ndarray:
     global _NOISE_BANK
     if _NOISE_BANK is None:
         rng = np.random.default_rng(0x5EED_0003)
-        _NOISE_BANK = rng.standard_normal((FRAME_H + _NOISE_PAD, FRAME_W + _NOISE_PAD, 3), dtype=np.float32)
+        _NOISE_BANK = rng.standard_normal((FRAME_H + NOISE_PAD, FRAME_W + NOISE_PAD, 3), dtype=np.float32)
     return _NOISE_BANK
 
 
@@ -290,7 +290,7 @@ def iter_frames(scene: Scene) -> Iterator[np.ndarray]:
     traj = scene.trajectory
     size_px = traj.base_px * traj.scale
     cached_key: tuple[float, float] | None = None
-    obj: _Sprite | None = None
+    obj: Sprite | None = None
     wrap_shifts = [(sx, sy) for sx in (-FRAME_W, 0, FRAME_W) for sy in (-FRAME_H, 0, FRAME_H)]
     if not traj.wraps:
         wrap_shifts = [(0, 0)]
@@ -299,15 +299,15 @@ def iter_frames(scene: Scene) -> Iterator[np.ndarray]:
         frame = scene.canvas[CAMERA_PAD + cam_y:CAMERA_PAD + cam_y + FRAME_H,
                              CAMERA_PAD + cam_x:CAMERA_PAD + cam_x + FRAME_W].copy()
         for sprite, centres in scene.twitching:
-            _paste(frame, sprite, centres[i, 0] - cam_x, centres[i, 1] - cam_y)
+            paste_sprite(frame, sprite, centres[i, 0] - cam_x, centres[i, 1] - cam_y)
         key = (float(size_px[i]), float(traj.angle_deg[i]))
         if key != cached_key:  # translations/bounces/orbits reuse one transformed sprite
-            obj = _Sprite.from_rgba(transform_sprite(scene.object_master, size_px=key[0], angle_deg=key[1]))
+            obj = Sprite.from_rgba(transform_sprite(scene.object_master, size_px=key[0], angle_deg=key[1]))
             cached_key = key
         assert obj is not None
         cx, cy = traj.centre_xy[i, 0] - cam_x, traj.centre_xy[i, 1] - cam_y
         for sx, sy in wrap_shifts:  # a wrapping object shows on both sides while it crosses an edge
-            _paste(frame, obj, cx + sx, cy + sy)
+            paste_sprite(frame, obj, cx + sx, cy + sy)
         if scene.noise is not None:
             oy, ox = (int(o) for o in scene.noise_offsets[i])
             noisy = frame.astype(np.int16)

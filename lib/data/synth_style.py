@@ -106,7 +106,7 @@ def _sample_vertices(rng: np.random.Generator, shape: str) -> np.ndarray:
     return vertices / np.linalg.norm(vertices, axis=1).max()
 
 
-def _sample_sprite_style(rng: np.random.Generator, *, dark_background: bool, shape: str | None = None) -> SpriteStyle:
+def sample_sprite_style(rng: np.random.Generator, *, dark_background: bool, shape: str | None = None) -> SpriteStyle:
     """A sprite look that stands out from a dark or a light background."""
     shape = shape or SHAPE_KINDS[int(rng.integers(len(SHAPE_KINDS)))]
     vertices = _sample_vertices(rng, shape)
@@ -236,10 +236,15 @@ def make_background(rng: np.random.Generator, *, kind: str, dark: bool) -> np.nd
 
 
 @functools.lru_cache(maxsize=32)  # a worker renders many videos of one group: build it once
-def group_style(seed: int, group: int) -> GroupStyle:
-    """The style of ``group`` under dataset ``seed`` (pure, cached; class-independent by design)."""
+def group_style(seed: int, group: int, domain: int = GROUP_DOMAIN) -> GroupStyle:
+    """The style of ``group`` under dataset ``seed`` (pure, cached; class-independent by design).
+
+    ``domain`` names the random stream: the labelled dataset draws from :data:`GROUP_DOMAIN`, the
+    unlabelled pretraining pool (:mod:`lib.data.synth_pool`) from its own, so no seed can make a
+    pool group look like a labelled one.
+    """
     background_rng, object_rng, distractor_rng, misc_rng = (
-        np.random.default_rng(s) for s in np.random.SeedSequence([seed, GROUP_DOMAIN, group]).spawn(4))
+        np.random.default_rng(s) for s in np.random.SeedSequence([seed, domain, group]).spawn(4))
     dark = bool(misc_rng.random() < 0.5)
     texture = TEXTURE_KINDS[int(misc_rng.integers(len(TEXTURE_KINDS)))]
     background = make_background(background_rng, kind=texture, dark=dark)
@@ -247,7 +252,7 @@ def group_style(seed: int, group: int) -> GroupStyle:
     object_base_px = float(object_rng.uniform(64, 84))
     distractors = tuple(
         DistractorStyle(
-            sprite=_sample_sprite_style(distractor_rng, dark_background=dark),
+            sprite=sample_sprite_style(distractor_rng, dark_background=dark),
             size_px=float(object_base_px * distractor_rng.uniform(0.35, 0.6)),
             jitter_px=float(distractor_rng.uniform(1.0, 3.0)) if distractor_rng.random() < 0.5 else 0.0,
         )
@@ -258,7 +263,7 @@ def group_style(seed: int, group: int) -> GroupStyle:
         texture=texture,
         dark_background=dark,
         background=background,
-        object_sprite=_sample_sprite_style(object_rng, dark_background=dark),
+        object_sprite=sample_sprite_style(object_rng, dark_background=dark),
         object_base_px=object_base_px,
         distractors=distractors,
         noise_sigma=float(misc_rng.uniform(0.0, 4.0)),  # more mostly costs bitrate: noise dominates the stream

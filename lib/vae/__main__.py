@@ -3,6 +3,7 @@
 Commands:
   convert  checkpoint -> self-describing .safetensors (lib/vae/convert.py)
   train    train a Reducio-VAE locally (lib/vae/train.py)
+  probe    linear probe of a VAE's latents + held-out reconstruction (lib/vae/probe.py)
 
 Each command parses its own arguments (``python -m lib.vae convert --help``). The modules are
 imported only when their command runs, so ``convert`` works without training dependencies.
@@ -18,6 +19,8 @@ commands:
   convert  SRC DST [--parts encoder|all] [--dtype fp16|bf16|fp32] [--variant ft4|ft2] [--overwrite]
            convert a Reducio checkpoint into a self-describing .safetensors
   train    train a Reducio-VAE locally (see: python -m lib.vae train --help)
+  probe    --vae PATH [--data ROOT]: linear probe of the latents, pooled-pixel control, held-out
+           reconstruction against two trivial baselines
 
 run `python -m lib.vae <command> --help` for a command's options."""
 
@@ -42,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
             print("error: this checkout has no lib/vae/train.py, so `train` is unavailable", file=sys.stderr)
             return 1
         return train_main(rest)
+    if command == "probe":
+        from lib.vae.probe import main as probe_main
+
+        return probe_main(rest)
     print(f"error: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

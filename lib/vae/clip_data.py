@@ -44,6 +44,7 @@ import os
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -241,6 +242,81 @@ def decode_clip_bank(
         labels=tuple(t.label for t, _ in meta),
         clip_indices=tuple(meta_idx for _, meta_idx in meta),
     )
+
+
+# --- the pretraining pool and natural footage ----------------------------------------------------
+POOL_LABEL = -1  # pool and natural clips carry no class
+NATURAL_GROUP = 0  # natural footage: group 0 (pool groups are 1..99)
+# Short sides a natural video is resized to before it is cut into bank-size tiles: the same
+# footage at three scales gives ~200 distinct clips of real motion and texture.
+NATURAL_SCALES = (72, 144, 288)
+
+
+def pool_records(root: str | os.PathLike[str]) -> list[VideoRecord]:
+    """Every video of a finished pretraining pool as records (label -1, the pool group)."""
+    from lib.data.synth_pool import pool_video_paths
+
+    records = []
+    for path in pool_video_paths(root):
+        group, clip = (int(part[1:]) for part in path.stem.split("_")[1:3])  # p_gXX_cYYY
+        records.append(VideoRecord(relpath=f"{path.parent.name}/{path.name}", class_name="pool", label=POOL_LABEL,
+                                   group=group, clip_number=clip, path=path))
+    return records
+
+
+def tile_boxes(height: int, width: int, tile: tuple[int, int]) -> list[tuple[int, int]]:
+    """(top, left) of the non-overlapping ``tile``-size boxes of a centred grid in a frame."""
+    rows, cols = height // tile[0], width // tile[1]
+    top0, left0 = (height - rows * tile[0]) // 2, (width - cols * tile[1]) // 2
+    return [(top0 + r * tile[0], left0 + c * tile[1]) for r in range(rows) for c in range(cols)]
+
+
+def decode_natural_bank(paths: Sequence[str | os.PathLike[str]], *, size: tuple[int, int],
+                        scales: Sequence[int] = NATURAL_SCALES, spec: ClipSpec = ClipSpec()) -> ClipBank:
+    """Every 1-second clip of each natural video at each scale, cut into ``size`` tiles.
+
+    A video is resized (antialiased) so that its short side is the scale, enlarged further when
+    a tile would not fit; a scale that gives the same frame size as a smaller one is skipped.
+    Clip i of tile k of video v is one bank entry (relpath ``<name>@<scale>#<k>``, group 0).
+    """
+    from lib.data.spatial import short_side_size
+
+    clips: list[torch.Tensor] = []
+    names: list[str] = []
+    indices: list[int] = []
+    for path in paths:
+        sizes: list[tuple[int, tuple[int, int]]] | None = None  # (scale, resized size), from the first clip
+        for clip, frames in iter_clip_frames(path, spec=spec, mode="all"):  # (T, H, W, 3) uint8
+            if sizes is None:
+                sizes = []
+                h, w = frames.shape[1:3]
+                for scale in scales:
+                    rh, rw = short_side_size(h, w, scale)
+                    grow = max(size[0] / rh, size[1] / rw, 1.0)
+                    resized = (max(size[0], round(rh * grow)), max(size[1], round(rw * grow)))
+                    if resized not in [r for _, r in sizes]:
+                        sizes.append((scale, resized))
+            for scale, (rh, rw) in sizes:
+                small = resize(frames.permute(0, 3, 1, 2), (rh, rw)).permute(0, 2, 3, 1)  # (T, rh, rw, 3)
+                for k, (top, left) in enumerate(tile_boxes(rh, rw, size)):
+                    clips.append(small[:, top:top + size[0], left:left + size[1]].contiguous())
+                    names.append(f"natural/{Path(path).name}@{scale}#{k}")
+                    indices.append(clip.index)
+    if not clips:
+        raise ValueError(f"none of the natural videos {[str(p) for p in paths]} holds a whole {spec.num_frames}-frame clip")
+    return ClipBank(frames=torch.stack(clips), relpaths=tuple(names), groups=(NATURAL_GROUP,) * len(clips),
+                    labels=(POOL_LABEL,) * len(clips), clip_indices=tuple(indices))
+
+
+def concat_banks(banks: Sequence[ClipBank], repeats: Sequence[int] | None = None) -> ClipBank:
+    """One bank holding the clips of ``banks`` in order; ``repeats[i]`` copies of bank i
+    (oversampling a small source, e.g. the natural footage next to the much larger pool)."""
+    repeats = [1] * len(banks) if repeats is None else list(repeats)
+    parts = [b for b, r in zip(banks, repeats) for _ in range(r)]
+    return ClipBank(frames=torch.cat([b.frames for b in parts]),
+                    relpaths=tuple(x for b in parts for x in b.relpaths), groups=tuple(x for b in parts for x in b.groups),
+                    labels=tuple(x for b in parts for x in b.labels),
+                    clip_indices=tuple(x for b in parts for x in b.clip_indices))
 
 
 # --- batches ---------------------------------------------------------------------------------------

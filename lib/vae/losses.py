@@ -167,6 +167,24 @@ def gradient_l1(x: torch.Tensor, y: torch.Tensor, *, temporal: bool = True) -> t
     return torch.stack(terms).mean(dim=0)
 
 
+PYRAMID_FACTORS = (2, 4, 8)
+
+
+def pyramid_l1(x: torch.Tensor, y: torch.Tensor, factors: tuple[int, ...] = PYRAMID_FACTORS) -> torch.Tensor:
+    """Sum over ``factors`` of the mean L1 between spatially average-pooled frames of ``x`` and
+    ``y`` (B, C, T, H, W); dimensions not divisible by a factor are cropped first."""
+    _check_pair(x, y)
+    total = x.new_zeros(())
+    for f in factors:
+        h, w = (x.shape[-2] // f) * f, (x.shape[-1] // f) * f
+        if h == 0 or w == 0:
+            continue
+        px = F.avg_pool3d(x[..., :h, :w], (1, f, f))
+        py = F.avg_pool3d(y[..., :h, :w], (1, f, f))
+        total = total + (px - py).abs().mean()
+    return total
+
+
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) summed over all non-batch dims (B,).
 
@@ -191,6 +209,7 @@ class VAELossWeights:
     kl: float = 1e-6
     mse: float = 0.0
     shift: float = 0.0  # per pixel of mean-field error (see the module docstring)
+    pyramid: float = 0.0  # L1 of 2x, 4x and 8x average-pooled frames, summed over the scales
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -225,7 +244,8 @@ def vae_loss(
     ssim_val = ssim(x_rec, x).mean()
     grad_term = gradient_l1(x_rec, x).mean()
     kl_term = kl_standard_normal(mean, logvar).mean()
-    total = (weights.l1 * l1_term + weights.mse * mse_term + weights.ssim * (1.0 - ssim_val) + weights.grad * grad_term
+    pyramid_term = pyramid_l1(x_rec, x) if weights.pyramid > 0 else torch.zeros(())
+    total = (weights.pyramid * pyramid_term + weights.l1 * l1_term + weights.mse * mse_term + weights.ssim * (1.0 - ssim_val) + weights.grad * grad_term
              + weights.kl * kl_term / pixels_per_clip)
     shift_term = torch.zeros(())
     if flow is not None:
@@ -237,7 +257,7 @@ def vae_loss(
     elif weights.shift > 0:
         raise ValueError("loss weight shift > 0 needs the decoder's displacement field (a content_warp model)")
     terms = {"loss": total.item(), "l1": l1_term.item(), "ssim": ssim_val.item(), "grad": grad_term.item(),
-             "kl": kl_term.item(), "mse": mse_term.item(), "shift": shift_term.item()}
+             "kl": kl_term.item(), "mse": mse_term.item(), "shift": shift_term.item(), "pyramid": pyramid_term.item()}
     return total, terms
 
 

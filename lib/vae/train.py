@@ -140,7 +140,7 @@ HISTORY_NAME = "history.csv"
 METRICS_NAME = "metrics.json"
 STATE_FORMAT = 1
 _POSTERIOR_DOMAIN = 0x5A3F  # seed stream of the per-step posterior noise
-HISTORY_COLUMNS = ("step", "loss", "l1", "ssim", "grad", "kl", "shift", "grad_norm", "lr", "elapsed_s", "clips_per_s",
+HISTORY_COLUMNS = ("step", "loss", "l1", "ssim", "grad", "kl", "shift", "pyramid", "grad_norm", "lr", "elapsed_s", "clips_per_s",
                    "probe_psnr", "probe_ssim")
 
 
@@ -196,8 +196,15 @@ class TrainPreset:
     # information (centre-clip 1-NN probe 27 % -> 18 %; the study's LSTMs -10 points); the gain
     # is denoising the content frame, which needs no latent.
     mse_head_only: bool = False
+    # What the VAE learns from: "labelled" = the dataset's training split (fold, minus the
+    # validation groups); "pool" = an unlabelled pretraining pool (lib.data.synth_pool) plus the
+    # real natural footage, with held-out metrics on a labelled dataset's validation split.
+    data: str = "labelled"
+    natural_repeats: int = 0  # copies of the natural-footage bank next to the pool (0 = none)
 
     def __post_init__(self) -> None:
+        if self.data not in ("labelled", "pool"):
+            raise ValueError(f"data must be 'labelled' or 'pool', got {self.data!r}")
         for name in ("steps", "batch_size", "checkpoint_every", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -256,6 +263,23 @@ PRESETS: dict[str, TrainPreset] = {
         # loss.shift stays 0: the shift teacher (0.05) gained 0.01 dB but made the latents carry
         # camera shake instead of the action (linear probe, module docstring)
     ),
+    # The shipped stand-in VAE: the local-default architecture pretrained on the unlabelled pool
+    # (lib.data.synth_pool) + natural footage, never on the labelled set (make vae).
+    "pretrain": TrainPreset(
+        name="pretrain", model_preset="local-default", steps=12000, batch_size=2, lr=5e-4, warmup_steps=200,
+        final_lr_fraction=0.05, weight_decay=0.0, grad_clip=1.0, bank_size=(72, 96), crop=(64, 96), hflip=True,
+        color_aug=True, max_train_clips_per_video=None, val_clips=None, probe_clips=8, checkpoint_every=250,
+        eval_batch_size=8, logvar_init=-6.0, out_lr_scale=10.0, ema_decay=0.999,
+        loss=replace(LOCAL_LOSS, pyramid=1.0), mse_head_only=True, data="pool", natural_repeats=3,
+    ),
+    # CI: the pretraining path on the smoke pool, seconds.
+    "pretrain_smoke": TrainPreset(
+        name="pretrain_smoke", model_preset="local-smoke", steps=6, batch_size=2, lr=1e-3, warmup_steps=2,
+        final_lr_fraction=0.1, weight_decay=0.0, grad_clip=1.0, bank_size=(36, 48), crop=(32, 32), hflip=True,
+        color_aug=True, max_train_clips_per_video=2, val_clips=None, probe_clips=2, checkpoint_every=3,
+        eval_batch_size=4, logvar_init=-6.0, out_lr_scale=10.0, ema_decay=0.9, loss=replace(LOCAL_LOSS, pyramid=1.0),
+        mse_head_only=True, data="pool", natural_repeats=0,
+    ),
 }
 
 
@@ -286,15 +310,19 @@ class RunConfig:
     fold: int = 1
     val_fraction: float = 0.1
     val_seed: int = 0
+    # The labelled dataset whose validation split gives the held-out metrics of a "pool" run
+    # ("" for "labelled" runs, which hold their validation split out of data_root itself).
+    eval_root: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"preset": self.preset.to_dict(), "seed": self.seed, "data_root": self.data_root, "fold": self.fold,
-                "val_fraction": self.val_fraction, "val_seed": self.val_seed}
+                "val_fraction": self.val_fraction, "val_seed": self.val_seed, "eval_root": self.eval_root}
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RunConfig:
         return cls(preset=TrainPreset.from_dict(d["preset"]), seed=int(d["seed"]), data_root=str(d["data_root"]),
-                   fold=int(d["fold"]), val_fraction=float(d["val_fraction"]), val_seed=int(d["val_seed"]))
+                   fold=int(d["fold"]), val_fraction=float(d["val_fraction"]), val_seed=int(d["val_seed"]),
+                   eval_root=str(d.get("eval_root", "")))
 
 
 def seed_everything(seed: int) -> None:
@@ -549,28 +577,46 @@ class _Banks:
 
 
 def load_banks(cfg: RunConfig, *, workers: int | None, progress: bool) -> _Banks:
-    """Decode the train-split bank and the held-out val bank of a run (test never read)."""
+    """Decode the training bank and the held-out val bank of a run (test never read).
+
+    ``labelled`` runs train on the fold's train split of ``data_root``; ``pool`` runs on every
+    clip of the pretraining pool ``data_root`` plus ``natural_repeats`` copies of the natural
+    footage, and take their held-out clips from the val split of ``eval_root``.
+    """
+    from lib.vae.clip_data import concat_banks, decode_natural_bank, pool_records
+
     start = time.perf_counter()
     p = cfg.preset
-    train_records, val_records, split = train_val_records(cfg.data_root, fold=cfg.fold, val_fraction=cfg.val_fraction,
+    held_root = cfg.eval_root if p.data == "pool" else cfg.data_root
+    train_records, val_records, split = train_val_records(held_root, fold=cfg.fold, val_fraction=cfg.val_fraction,
                                                           val_seed=cfg.val_seed)
     if not val_records:
-        raise ValueError(f"{cfg.data_root}: fold {cfg.fold} has no validation videos (val_fraction "
+        raise ValueError(f"{held_root}: fold {cfg.fold} has no validation videos (val_fraction "
                          f"{cfg.val_fraction}); the held-out PSNR needs some")
     spec = ClipSpec()
+    if p.data == "pool":
+        train_records = pool_records(cfg.data_root)
     train = decode_clip_bank(train_records, size=p.bank_size, spec=spec, mode="all",
                              max_clips_per_video=p.max_train_clips_per_video, workers=workers, progress=progress,
                              desc="decode train")
+    if p.data == "pool" and p.natural_repeats > 0:
+        from lib.data.natural import natural_video_paths
+
+        natural = decode_natural_bank(natural_video_paths(), size=p.bank_size, spec=spec)
+        train = concat_banks([train, natural], repeats=[1, p.natural_repeats])
     val = decode_clip_bank(val_records, size=p.bank_size, spec=spec, mode="center", workers=workers, progress=progress,
                            desc="decode val")
-    if train.group_set & (set(split.val_groups) | set(split.groups("test"))):
+    if p.data == "labelled" and train.group_set & (set(split.val_groups) | set(split.groups("test"))):
         raise AssertionError("internal error: held-out groups in the training bank")
     groups = {s: list(split.groups(s)) for s in ("train", "val", "test")}
+    if p.data == "pool":
+        groups = {"pool": sorted(train.group_set), "val": list(split.val_groups)}
     return _Banks(train=train, val=val, groups=groups, seconds=time.perf_counter() - start)
 
 
 def _history_row(step: int, terms: Mapping[str, float], lr: float, elapsed: float, clips_per_s: float) -> dict[str, Any]:
-    row = {"step": step, **{k: f"{terms[k]:.6g}" for k in ("loss", "l1", "ssim", "grad", "kl", "shift", "grad_norm")},
+    row = {"step": step, **{k: f"{terms.get(k, 0.0):.6g}" for k in ("loss", "l1", "ssim", "grad", "kl", "shift", "pyramid",
+                                                                  "grad_norm")},
            "lr": f"{lr:.6g}", "elapsed_s": f"{elapsed:.2f}", "clips_per_s": f"{clips_per_s:.3f}",
            "probe_psnr": "", "probe_ssim": ""}
     return {k: row[k] for k in HISTORY_COLUMNS}
@@ -786,6 +832,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", type=Path, default=None,
                         help="dataset root (UCF-101/ + ucfTrainTestlist/); default: the embedded synthetic dataset of "
                              "the same preset name, generated if missing")
+    parser.add_argument("--eval-data", type=Path, default=None,
+                        help="pool presets: the labelled dataset whose validation split gives the held-out metrics "
+                             "(default: the embedded default dataset)")
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="training preset")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; resumed if it holds a run)")
     parser.add_argument("--seed", type=int, default=0, help="seed of init, data order, crops and posterior noise")
@@ -811,6 +860,7 @@ def build_parser() -> argparse.ArgumentParser:
     over.add_argument("--grad-weight", type=float, default=None)
     over.add_argument("--kl-weight", type=float, default=None)
     over.add_argument("--shift-weight", type=float, default=None, help="auxiliary global-shift term (px)")
+    over.add_argument("--pyramid-weight", type=float, default=None, help="L1 of 2x/4x/8x pooled frames")
     over.add_argument("--mse-scope", choices=("all", "head"), default=None,
                       help="the MSE term trains the whole model or only the decoder's conv_out")
     over.add_argument("--no-hflip", action="store_true", help="disable random horizontal flips")
@@ -847,12 +897,24 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         changes["color_aug"] = False
     if args.precision is not None:
         changes["bf16"] = args.precision == "bf16"
-    loss_changes = {k: getattr(args, f"{k}_weight") for k in ("l1", "mse", "ssim", "grad", "kl", "shift") if getattr(args, f"{k}_weight") is not None}
+    loss_changes = {k: getattr(args, f"{k}_weight") for k in ("l1", "mse", "ssim", "grad", "kl", "shift", "pyramid")
+                    if getattr(args, f"{k}_weight") is not None}
     if loss_changes:
         changes["loss"] = replace(preset.loss, **loss_changes)
     if changes.get("warmup_steps") is None and "steps" in changes:
         changes["warmup_steps"] = min(preset.warmup_steps, max(0, changes["steps"] // 5))
     preset = replace(preset, **changes)
+    if preset.data == "pool":
+        from lib.data.synth import ensure_synthetic
+        from lib.data.synth_pool import ensure_pool
+
+        smoke = preset.name.endswith("smoke")
+        pool_root = (args.data.expanduser().resolve() if args.data is not None
+                     else ensure_pool("pretrain_smoke" if smoke else "pretrain", progress=not args.no_progress))
+        eval_root = (args.eval_data.expanduser().resolve() if args.eval_data is not None
+                     else ensure_synthetic("smoke" if smoke else "default", progress=not args.no_progress))
+        return RunConfig(preset=preset, seed=args.seed, data_root=str(pool_root), fold=args.fold,
+                         val_fraction=args.val_fraction, val_seed=args.val_seed, eval_root=str(eval_root))
     if args.data is None:
         from lib.data.synth import PRESETS as SYNTH_PRESETS, ensure_synthetic
 
