@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PARAMS ?= params/default.yaml
 
-.PHONY: venv study test test-fast data lab strip clean-runs
+.PHONY: venv study test test-fast data vae lab strip clean-runs
 
 venv: $(STAMP)
 
@@ -35,6 +35,13 @@ test-fast: $(STAMP)
 ## Generate the embedded default dataset (also done on demand by `make study`).
 data: $(STAMP)
 	$(BIN)/python -m lib.data synth --out data/synth_default --preset default --seed 0
+
+## Regenerate the shipped stand-in VAE (lib/vae/weights/): pretraining on the unlabelled pool,
+## resumable (rerun to continue), then export with probe figures and provenance. Hours on a CPU.
+VAE_RUN ?= checkpoints/pretrain-seed0
+vae: $(STAMP)
+	$(BIN)/python -m lib.vae train --preset pretrain --out $(VAE_RUN)
+	$(BIN)/python -m lib.vae standin --run $(VAE_RUN) --command "make vae"
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

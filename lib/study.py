@@ -152,8 +152,18 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("--force", action="store_true", help="rerun every step, finished or not")
     p_list = sub.add_parser("list", help="show the steps of a params file and which are finished")
     p_list.add_argument("params")
+    p_verify = sub.add_parser("verify", help="compare a finished run's results table with the README's")
+    p_verify.add_argument("params", help="params/*.yaml whose run (outputs/runs/<stem>) is checked")
+    p_verify.add_argument("--readme", type=Path, default=REPO_ROOT / "README.md")
+    p_verify.add_argument("--tolerance", type=float, default=2.0, help="allowed difference in seed stds")
     args = parser.parse_args(argv)
     try:
+        if args.command == "verify":
+            from lib.verify import format_checks, verify_study
+
+            checks = verify_study(RUNS_DIR / resolve_path(args.params).stem, args.readme, tolerance=args.tolerance)
+            print(format_checks(checks))
+            return 0 if all(c.agrees for c in checks) else 1
         if args.command == "run":
             out = run_study(args.params, force=args.force)
             print(f"[study] all steps finished; results in {out}")
@@ -162,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             for step in load_study(args.params):
                 done = (study_dir / step.name / DONE_FILE).is_file()
                 print(f"{step.name:28s} {'done' if done else 'pending'}")
-    except StudyError as err:
+    except (StudyError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

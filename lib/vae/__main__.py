@@ -4,6 +4,7 @@ Commands:
   convert  checkpoint -> self-describing .safetensors (lib/vae/convert.py)
   train    train a Reducio-VAE locally (lib/vae/train.py)
   probe    linear probe of a VAE's latents + held-out reconstruction (lib/vae/probe.py)
+  standin  export a pretraining run as the shipped stand-in VAE, or --check it (lib/vae/standin.py)
 
 Each command parses its own arguments (``python -m lib.vae convert --help``). The modules are
 imported only when their command runs, so ``convert`` works without training dependencies.
@@ -21,6 +22,8 @@ commands:
   train    train a Reducio-VAE locally (see: python -m lib.vae train --help)
   probe    --vae PATH [--data ROOT]: linear probe of the latents, pooled-pixel control, held-out
            reconstruction against two trivial baselines
+  standin  --run DIR | --check: export a finished `train --preset pretrain` run as the shipped
+           stand-in VAE (fp16, provenance, sha256 record), or verify the shipped file
 
 run `python -m lib.vae <command> --help` for a command's options."""
 
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             print("error: this checkout has no lib/vae/train.py, so `train` is unavailable", file=sys.stderr)
             return 1
         return train_main(rest)
+    if command == "standin":
+        from lib.vae.standin import main as standin_main
+
+        return standin_main(rest)
     if command == "probe":
         from lib.vae.probe import main as probe_main
 

@@ -741,6 +741,10 @@ def resolve_checkpoint(source: str | os.PathLike[str], *, parts: str | None = No
     """
     _check_parts(parts, allow_none=True)
     text = os.fspath(source)
+    if text == "standin":  # the shipped pretrained stand-in (lib.vae.standin), sha256-checked
+        from lib.vae.standin import standin_path
+
+        return standin_path()
     if text.startswith("hf://") or text.startswith(("https://huggingface.co/", "http://huggingface.co/")):
         repo_id, filename, revision = _parse_hf_source(text)
         return _hf_fetch(repo_id, filename, revision=revision, cache_dir=cache_dir)

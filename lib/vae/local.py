@@ -1,8 +1,15 @@
-"""The locally trained VAE of the embedded default, and the input geometry a VAE expects.
+"""Which VAE a notebook uses, the locally trained VAEs, and the input geometry a VAE expects.
 
-Notebooks call :func:`ensure_local_vae` so their defaults work on a fresh clone: the first call
-trains the VAE of a training preset on the synthetic dataset (seconds for ``smoke``, ~10 min for
-``default``) into ``checkpoints/local-<preset>-seed<seed>/``, later calls reuse it.
+Notebooks pass their ``vae_source`` parameter through :func:`resolve_vae_source`:
+
+- ``""`` or ``"standin"``: the shipped pretrained stand-in (:mod:`lib.vae.standin`), the
+  embedded study's frozen VAE, sha256-checked;
+- ``"local:<preset>"``: a VAE trained in the study itself by :func:`ensure_local_vae` on the
+  labelled dataset's training split (``local:smoke`` in seconds, ``local:default`` ~10 min into
+  ``checkpoints/local-<preset>-seed0/``, reused afterwards); an option for ablations, not the
+  default, because a VAE trained on the classifiers' own split is not the regime under study;
+- anything else (a path, ``hf://microsoft/Reducio-VAE/<file>``, ``ft4``): as
+  :func:`lib.vae.load_reducio` reads it.
 """
 
 from __future__ import annotations
@@ -38,6 +45,21 @@ def ensure_local_vae(*, preset: str = "smoke", seed: int = 0, data_root: str | P
     if code != 0 or not weights.is_file():
         raise RuntimeError(f"training the local VAE ({preset}) into {out} failed (exit {code}); rerun to resume")
     return weights
+
+
+LOCAL_PREFIX = "local:"
+
+
+def resolve_vae_source(vae_source: str, *, data_root: str | Path | None = None) -> str:
+    """The loadable source behind a notebook's ``vae_source`` (see the module docstring)."""
+    text = str(vae_source).strip()
+    if text in ("", "standin"):
+        from lib.vae.standin import standin_path
+
+        return str(standin_path())
+    if text.startswith(LOCAL_PREFIX):
+        return str(ensure_local_vae(preset=text[len(LOCAL_PREFIX):], data_root=data_root))
+    return text
 
 
 def input_policy(vae: Any) -> CropPolicy:

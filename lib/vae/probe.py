@@ -209,3 +209,44 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def vae_quality(vae_source: str | Path, *, mode: str = "auto", data_root: str | Path | None = None,
+                **kwargs: Any) -> dict[str, Any] | None:
+    """The probe figures of a VAE for notebook 01: ``mode`` ``"live"`` measures them now
+    (:func:`probe_vae`), ``"auto"`` reads the figures recorded in the shipped stand-in when
+    ``vae_source`` is that (sha256-checked) file and measures otherwise, ``"off"`` gives None.
+    The result's ``"origin"`` says which."""
+    if mode not in ("auto", "live", "off"):
+        raise ValueError(f"probe mode must be auto, live or off, got {mode!r}")
+    if mode == "off":
+        return None
+    if mode == "auto":
+        from lib.vae.standin import STANDIN_FILE, read_record, standin_path
+
+        if Path(vae_source).resolve() == STANDIN_FILE.resolve():
+            standin_path()  # verifies the sha256: the record describes exactly this file
+            return {**read_record()["quality"], "origin": "recorded in the stand-in's metadata (make vae)"}
+    return {**probe_vae(vae_source, data_root=data_root, **kwargs), "origin": "measured now"}
+
+
+def quality_table(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows (measure, value, reference) of a probe result, for a DataFrame."""
+    lat, pix = result["latent_probe"], result["pooled_pixels_probe"]
+    rows = [
+        {"measure": "linear probe, val accuracy (%)", "VAE latents": round(100 * lat["val_accuracy"], 1),
+         "reference": round(100 * pix["val_accuracy"], 1), "reference is": f"pooled pixels ({pix['features']} values)"},
+        {"measure": "linear probe, train accuracy (%)", "VAE latents": round(100 * lat["train_accuracy"], 1),
+         "reference": round(100 * pix["train_accuracy"], 1), "reference is": "pooled pixels"},
+    ]
+    rec = result.get("reconstruction")
+    if rec:
+        rows += [
+            {"measure": "held-out PSNR (dB)", "VAE latents": rec["vae"]["psnr"],
+             "reference": rec["repeat_content_frame"]["psnr"], "reference is": "content frame repeated"},
+            {"measure": "held-out PSNR (dB)", "VAE latents": rec["vae"]["psnr"],
+             "reference": rec["blurred_content_frame"]["psnr"], "reference is": "blurred content frame repeated"},
+            {"measure": "held-out SSIM", "VAE latents": rec["vae"]["ssim"],
+             "reference": rec["repeat_content_frame"]["ssim"], "reference is": "content frame repeated"},
+        ]
+    return rows
