@@ -1,4 +1,5 @@
-"""Checkpoint loading, safety and conversion for the Reducio-VAE (lib/vae/loading.py, convert.py).
+"""Checkpoint loading, safety and conversion for the Reducio-VAE (lib/vae/loading.py with its
+checkpoint_* and safe_pickle modules, convert.py).
 
 Self-contained: checkpoints are made here from the ``local-smoke`` preset of the real model
 (random weights, same key names as the official files) in every shape the loader accepts.
@@ -30,9 +31,11 @@ from lib.vae.loading import (
     ENCODER_PREFIXES,
     METADATA_KEY,
     CheckpointConfigError,
+    CheckpointDtypeError,
     CheckpointMismatchError,
     CheckpointNotFoundError,
     CorruptCheckpointError,
+    NonFiniteCheckpointError,
     UnsafeCheckpointError,
     coerce_config,
     file_sha256,
@@ -327,6 +330,7 @@ def test_malicious_pickle_refused_and_not_executed(tmp_path: Path, state: dict[s
     assert str(path) in message
     assert "system" in message  # what was found (posix.system / nt.system)
     assert "was not executed" in message and "trust" in message and "safetensors" in message  # why + how
+    assert "weights_only" not in message  # never the advice to unpickle unsafely
 
 
 def test_custom_class_pickle_refused(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
@@ -334,6 +338,329 @@ def test_custom_class_pickle_refused(tmp_path: Path, state: dict[str, torch.Tens
     torch.save({"state_dict": state, "hyper_parameters": _Payload()}, path)
     with pytest.raises(UnsafeCheckpointError, match=r"_Payload"):
         load_reducio(path, variant=PRESET)
+
+
+# =============================================================================================
+# Lightning-style checkpoints: restricted unpickling keeps the state dict, skips the rest
+# =============================================================================================
+# Look-alikes of the objects Lightning checkpoints carry beside their state dict. Each pickles
+# under the real dotted name (registered in sys.modules only while torch.save runs), with the
+# same state layout; their own methods would leave a marker file if the loader ever ran them.
+_MARKERS: list[Path] = []
+
+
+def _touch_marker(what: str) -> None:
+    for marker in _MARKERS:
+        marker.write_text(what)
+
+
+class ContainerMetadata:
+    """omegaconf.base.ContainerMetadata (a dataclass: NEWOBJ + BUILD of its fields)."""
+
+    def __init__(self, key: object, object_type: object) -> None:
+        import collections
+        import typing
+
+        self.__dict__.update(ref_type=typing.Any, object_type=object_type, optional=True, key=key, flags={},
+                             flags_root=False, resolver_cache=collections.defaultdict(dict), key_type=typing.Any,
+                             element_type=typing.Any)
+
+    def __setstate__(self, state: dict) -> None:
+        _touch_marker("ContainerMetadata.__setstate__ ran")
+
+
+class AnyNode:
+    """omegaconf.nodes.AnyNode: a leaf value with its metadata and parent."""
+
+    def __init__(self, value: object, key: object, parent: object) -> None:
+        self.__dict__.update(_metadata=ContainerMetadata(key, None), _parent=parent, _flags_cache=None, _val=value)
+
+    def __setstate__(self, state: dict) -> None:
+        _touch_marker("AnyNode.__setstate__ ran")
+
+
+class DictConfig:
+    """omegaconf.dictconfig.DictConfig: __getstate__ gives _metadata, _parent, _flags_cache, _content."""
+
+    def __init__(self, content: dict, key: object = None, parent: object = None) -> None:
+        self.__dict__.update(_metadata=ContainerMetadata(key, dict), _parent=parent, _flags_cache=None)
+        self.__dict__["_content"] = {k: DictConfig(v, k, self) if isinstance(v, dict) else AnyNode(v, k, self)
+                                     for k, v in content.items()}
+
+    def __getstate__(self) -> dict:
+        return dict(self.__dict__)
+
+    def __setstate__(self, state: dict) -> None:
+        _touch_marker("DictConfig.__setstate__ ran")
+
+
+class AttributeDict(dict):
+    """pytorch_lightning.utilities.parsing.AttributeDict (a dict subclass: NEWOBJ + SETITEMS)."""
+
+    def __setitem__(self, key: object, value: object) -> None:
+        _touch_marker("AttributeDict.__setitem__ ran")
+        super().__setitem__(key, value)
+
+
+class ModelCheckpoint:
+    """pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint: Lightning < 1.5 keys callback states by type."""
+
+
+_LOOKALIKES = {
+    ContainerMetadata: "omegaconf.base", AnyNode: "omegaconf.nodes", DictConfig: "omegaconf.dictconfig",
+    AttributeDict: "pytorch_lightning.utilities.parsing", ModelCheckpoint: "pytorch_lightning.callbacks.model_checkpoint",
+}
+for _cls, _module in _LOOKALIKES.items():
+    _cls.__module__ = _module
+
+
+class _SetstateBomb:
+    """A class whose own constructor and __setstate__ leave a marker (pickled by NEWOBJ + BUILD)."""
+
+    def __init__(self) -> None:
+        self.x = 1
+
+    def __setstate__(self, state: dict) -> None:
+        _touch_marker("_SetstateBomb.__setstate__ ran")
+
+
+class _TensorFromPayload:
+    """Pickles as torch's own tensor rebuild helper, fed an os.system call instead of a storage."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        from collections import OrderedDict
+
+        return (torch._utils._rebuild_tensor_v2, (_SystemCall(self.command), 0, (1,), (1,), False, OrderedDict()))
+
+
+def _dotted(obj: object) -> str:
+    return f"{obj.__module__}.{obj.__qualname__}"  # type: ignore[attr-defined]
+
+
+SYSTEM = f"{os.system.__module__}.system"  # posix.system (nt.system on Windows)
+
+
+@pytest.fixture()
+def marker(tmp_path: Path) -> Path:
+    """A file that any method of a look-alike (or a payload) would create; registered for the test."""
+    path = tmp_path / "PWNED"
+    _MARKERS.append(path)
+    yield path
+    _MARKERS.remove(path)
+
+
+def save_as_lightning(path: Path, ckpt: dict, monkeypatch: pytest.MonkeyPatch, **kwargs: object) -> Path:
+    """torch.save with the look-alikes importable under their real names, for the save only."""
+    with monkeypatch.context() as mp:
+        for cls, module in _LOOKALIKES.items():
+            for depth in range(1, module.count(".") + 2):
+                name = ".".join(module.split(".")[:depth])
+                if name not in sys.modules:
+                    mp.setitem(sys.modules, name, types.ModuleType(name))
+            mp.setattr(sys.modules[module], cls.__qualname__, cls, raising=False)
+        torch.save(ckpt, path, **kwargs)
+    return path
+
+
+def lightning_ckpt(state: dict[str, torch.Tensor], *, hparams: object = None, callback_state: object = None,
+                   optimizer_extra: object = None) -> dict:
+    """A checkpoint laid out like Lightning 1.x writes them (the official training code's format)."""
+    if hparams is None:
+        hparams = DictConfig({"embed_dim": 16, "ddconfig": {"ch": 32, "f_t": 2}, "monitor": "val/rec_loss"})
+    param_group = {"lr": 4.5e-6, "betas": (0.5, 0.9), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False, "params": [0]}
+    if optimizer_extra is not None:
+        param_group["extra"] = optimizer_extra
+    return {
+        "epoch": 3,
+        "global_step": 1200,
+        "pytorch-lightning_version": "1.4.2",
+        "state_dict": {**state, "loss.logvar": torch.zeros(())},
+        "callbacks": {ModelCheckpoint: callback_state if callback_state is not None else
+                      {"monitor": "val/rec_loss", "best_model_score": torch.tensor(0.1), "dirpath": "/runs/ckpts"}},
+        "loops": {"fit_loop": {"state_dict": {}, "epoch_loop.state_dict": {"_batches_that_stepped": 1200}}},
+        "optimizer_states": [{"state": {0: {"step": torch.tensor(1200.0), "exp_avg": torch.zeros(4),
+                                            "exp_avg_sq": torch.zeros(4)}}, "param_groups": [param_group]}],
+        "lr_schedulers": [{"base_lrs": [4.5e-6], "last_epoch": 3, "_step_count": 4, "lr_lambdas": [None]}],
+        "hyper_parameters": hparams,
+    }
+
+
+@pytest.mark.parametrize("hparams_kind,layout", [("omegaconf", "zip"), ("omegaconf", "legacy"), ("argparse", "zip"),
+                                                 ("attributedict", "zip")])
+def test_lightning_checkpoint_loads_and_reports_skipped_objects(
+        tmp_path: Path, state: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch, marker: Path,
+        caplog: pytest.LogCaptureFixture, hparams_kind: str, layout: str) -> None:
+    import argparse
+    import logging
+
+    hparams, kind_name = {
+        "omegaconf": (None, "omegaconf.dictconfig.DictConfig"),
+        "argparse": (argparse.Namespace(embed_dim=16, lr=4.5e-6, ckpt_path=Path("/runs/last.ckpt")), "argparse.Namespace"),
+        "attributedict": (AttributeDict(embed_dim=16, lr=4.5e-6), "pytorch_lightning.utilities.parsing.AttributeDict"),
+    }[hparams_kind]
+    path = save_as_lightning(tmp_path / "reducio-run.ckpt", lightning_ckpt(state, hparams=hparams), monkeypatch,
+                             _use_new_zipfile_serialization=layout == "zip")
+    modules_before = set(sys.modules)
+    caplog.set_level(logging.INFO, logger="lib.vae")
+    vae = load_reducio(path, variant=PRESET)
+    assert_loaded(vae, state)
+    assert not marker.exists(), marker.read_text()
+    assert not {m for m in set(sys.modules) - modules_before if m.startswith(("omegaconf", "pytorch_lightning"))}
+    info = vae.checkpoint_info
+    assert info.skipped_loss_keys == 1
+    skipped = dict(entry.partition(" ")[::2] for entry in info.skipped_objects)
+    assert set(skipped) == {"epoch", "global_step", "pytorch-lightning_version", "callbacks", "loops",
+                            "optimizer_states", "lr_schedulers", "hyper_parameters"}
+    assert skipped["hyper_parameters"].startswith(f"({kind_name}")
+    assert skipped["callbacks"] == "(pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint)"
+    assert skipped["optimizer_states"] == skipped["epoch"] == ""
+    if hparams_kind == "omegaconf":
+        assert "omegaconf.base.ContainerMetadata" in skipped["hyper_parameters"]
+    assert "skipped: epoch, global_step, pytorch-lightning_version, callbacks (" in caplog.text
+    assert f"hyper_parameters ({kind_name}" in caplog.text
+
+
+@pytest.mark.parametrize("hidden_in", ["hyper_parameters", "hyper_parameters-argparse", "callbacks", "optimizer_states"])
+def test_payload_hidden_in_metadata_never_runs(tmp_path: Path, state: dict[str, torch.Tensor],
+                                              monkeypatch: pytest.MonkeyPatch, marker: Path, hidden_in: str) -> None:
+    import argparse
+
+    payload = _SystemCall(f"touch {marker}")
+    kwargs = {
+        "hyper_parameters": {"hparams": DictConfig({"lr": 1e-4, "target": payload})},
+        "hyper_parameters-argparse": {"hparams": argparse.Namespace(lr=1e-4, hook=payload)},
+        "callbacks": {"callback_state": {"monitor": "val/rec_loss", "on_load": payload}},
+        "optimizer_states": {"optimizer_extra": [payload]},
+    }[hidden_in]
+    path = save_as_lightning(tmp_path / "evil.ckpt", lightning_ckpt(state, **kwargs), monkeypatch)
+    entry = hidden_in.partition("-")[0]
+    with pytest.raises(UnsafeCheckpointError) as excinfo:
+        load_reducio(path, variant=PRESET)
+    assert not marker.exists(), "the payload ran"
+    message = str(excinfo.value)
+    assert str(path) in message and f"names {SYSTEM} (in {entry})" in message
+    assert "was not executed" in message and f"allow_globals=('{SYSTEM}',)" in message
+    assert "weights_only" not in message
+    assert excinfo.value.globals == [SYSTEM]
+    # allowed explicitly, it is still an inert placeholder: the file loads and nothing runs
+    vae = load_reducio(path, variant=PRESET, allow_globals=[SYSTEM])
+    assert_loaded(vae, state)
+    assert not marker.exists(), "the payload ran"
+    assert any(e.startswith(f"{entry} (") and SYSTEM in e for e in vae.checkpoint_info.skipped_objects)
+
+
+def test_class_methods_never_run_even_when_allowed(tmp_path: Path, state: dict[str, torch.Tensor], marker: Path) -> None:
+    path = tmp_path / "custom-class.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": _SetstateBomb()}, path)
+    name = _dotted(_SetstateBomb)
+    with pytest.raises(UnsafeCheckpointError, match=rf"names {name} \(in hyper_parameters\)"):
+        load_reducio(path, variant=PRESET)
+    vae = load_reducio(path, variant=PRESET, allow_globals=[name])
+    assert_loaded(vae, state)
+    assert vae.checkpoint_info.skipped_objects == (f"hyper_parameters ({name})",)
+    module_prefix = name.rpartition(".")[0] + "."  # a whole module tree
+    assert load_reducio(path, variant=PRESET, allow_globals=[module_prefix]).checkpoint_info.skipped_objects
+    assert not marker.exists(), marker.read_text()
+
+
+def test_tensor_rebuild_fed_a_payload_is_refused_even_when_allowed(tmp_path: Path, state: dict[str, torch.Tensor],
+                                                                   marker: Path) -> None:
+    path = tmp_path / "evil-tensor.ckpt"
+    torch.save({"state_dict": {**state, "quant_conv.bias": _TensorFromPayload(f"touch {marker}")}}, path)
+    for allow in ((), (SYSTEM,)):
+        with pytest.raises(UnsafeCheckpointError) as excinfo:
+            load_reducio(path, variant=PRESET, allow_globals=allow)
+        message = str(excinfo.value)
+        assert "rebuilt from objects of unknown type (handed to torch._utils._rebuild_tensor_v2)" in message
+        assert "allow_globals" not in excinfo.value.fix and "weights_only" not in message
+    assert not marker.exists(), "the payload ran"
+
+
+def test_placeholders_are_inert(marker: Path) -> None:
+    import io
+    import pickle
+
+    from lib.vae.safe_pickle import (
+        Placeholder,
+        UnpickleReport,
+        restricted_pickle_module,
+    )
+
+    blob = pickle.dumps({"a": _SystemCall(f"touch {marker}"), "b": _SetstateBomb(), "c": {1, 2}, "d": b"xy"}, protocol=2)
+    report = UnpickleReport()
+    obj = restricted_pickle_module(report).load(io.BytesIO(blob))
+    assert not marker.exists()
+    assert isinstance(obj["a"], Placeholder) and obj["a"].dotted == SYSTEM and obj["a"].args == (f"touch {marker}",)
+    assert isinstance(obj["b"], Placeholder) and obj["b"].state == {"x": 1}
+    assert obj["c"] == {1, 2} and obj["d"] == b"xy"
+    assert report.placeholders() == [SYSTEM, _dotted(_SetstateBomb)]
+    with pytest.raises(TypeError, match="not pickled"):
+        pickle.dumps(obj["a"])
+    assert not marker.exists()
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # torch.jit is deprecated; its archives still exist
+def test_torchscript_archive_refused(tmp_path: Path) -> None:
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(path))
+    with pytest.raises(UnsafeCheckpointError, match="TorchScript archive"):
+        load_reducio(path, variant=PRESET)
+
+
+@pytest.mark.parametrize("fmt", ["ckpt", "safetensors"])
+def test_integer_weights_give_a_typed_error(tmp_path: Path, state: dict[str, torch.Tensor], fmt: str) -> None:
+    key = "quant_conv.weight"
+    bad = {**state, key: torch.zeros(state[key].shape, dtype=torch.int64)}
+    path = tmp_path / f"int-weights.{fmt}"
+    if fmt == "ckpt":
+        torch.save({"state_dict": bad}, path)
+    else:
+        save_file(bad, str(path))
+    with pytest.raises(CheckpointDtypeError) as excinfo:
+        load_reducio(path, variant=PRESET)
+    assert not isinstance(excinfo.value, RuntimeError)
+    message = str(excinfo.value)
+    assert str(path) in message and f"{key} (int64; the model has float32)" in message
+    assert excinfo.value.keys == {key: "int64"}
+
+
+def test_non_finite_weights_are_refused(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    nan_key, inf_key = "encoder_3d.conv_in.weight", "quant_conv.bias"
+    bad = dict(state)
+    bad[nan_key] = state[nan_key].clone()
+    bad[nan_key].view(-1)[3] = float("nan")
+    bad[inf_key] = state[inf_key].clone()
+    bad[inf_key][0] = float("-inf")
+    path = tmp_path / "diverged.ckpt"
+    torch.save({"state_dict": bad}, path)
+    with pytest.raises(NonFiniteCheckpointError) as excinfo:
+        load_reducio(path, variant=PRESET, parts="encoder")
+    message = str(excinfo.value)
+    assert str(path) in message and "2 weight tensor(s) hold NaN or inf" in message
+    assert excinfo.value.keys == [nan_key, inf_key]
+    assert "earlier checkpoint" in excinfo.value.fix
+    # finite in the file, but beyond float16: named as an overflow of the requested dtype
+    big = dict(state)
+    big[inf_key] = state[inf_key].clone()
+    big[inf_key][0] = 1e6
+    torch.save(big, tmp_path / "big.pt")
+    assert_loaded(load_reducio(tmp_path / "big.pt", variant=PRESET), big)
+    with pytest.raises(NonFiniteCheckpointError, match=rf"{inf_key} \(overflows float16\)") as excinfo:
+        load_reducio(tmp_path / "big.pt", variant=PRESET, dtype="fp16")
+    assert "dtype=float32 or bfloat16" in excinfo.value.fix
+
+
+def test_train_state_error_does_not_quote_torch_advice(tmp_path: Path) -> None:
+    from lib.vae import train
+
+    torch.save({"format": 1, "hparams": _Payload()}, tmp_path / train.STATE_NAME)
+    with pytest.raises(train.TrainStateError) as excinfo:
+        train.load_train_state(tmp_path)
+    message = str(excinfo.value)
+    assert "objects beyond tensors and plain containers" in message and "weights_only" not in message
 
 
 # =============================================================================================

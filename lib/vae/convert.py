@@ -29,6 +29,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,7 @@ def convert_checkpoint(
     config: Any = None,
     overwrite: bool = False,
     cache_dir: str | os.PathLike[str] | None = None,
+    allow_globals: Sequence[str] = (),
 ) -> ConversionResult:
     """Load ``source`` strictly (as :func:`load_reducio` does) and write it as ``destination``.
 
@@ -91,6 +93,8 @@ def convert_checkpoint(
         variant, config: as in :func:`load_reducio`, for sources that do not name their config.
         overwrite: replace an existing ``destination`` (otherwise that is an error).
         cache_dir: Hugging Face cache folder for ``hf://`` sources.
+        allow_globals: as in :func:`load_reducio`: further objects a ``.ckpt`` may carry beside its
+            state dict (inert placeholders, skipped).
     """
     start = time.perf_counter()
     target = parse_dtype(dtype)
@@ -108,7 +112,8 @@ def convert_checkpoint(
     # Hash first: a source that changes while we convert would make the recorded digest a lie.
     digest = file_sha256(src)
     # Loading straight into the target dtype casts tensor by tensor (no full float32 copy).
-    vae = load_reducio(src, variant=variant, parts=parts, dtype=target, config=config)
+    vae = load_reducio(src, variant=variant, parts=parts, dtype=target, config=config,
+                      allow_globals=allow_globals)
     info = vae.checkpoint_info
     save_reducio(vae, dst, dtype=target, preset=info.preset, source_file=src.name, source_sha256=digest,
                  overwrite=overwrite)
@@ -139,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="a preset name or a .json/.yaml holding model.params (overrides everything else)")
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--cache-dir", default=None, help="Hugging Face cache folder (default: $HF_HOME/hub)")
+    parser.add_argument("--allow-global", action="append", default=[], metavar="NAME",
+                        help="a further object (dotted name, or 'module.' for a whole module) a .ckpt may carry "
+                             "beside its state dict; it stays an inert placeholder and is skipped (repeatable)")
     return parser
 
 
@@ -149,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         result = convert_checkpoint(
             args.source, args.destination, parts=args.parts, dtype=args.dtype, variant=args.variant,
             config=args.config, overwrite=args.overwrite, cache_dir=args.cache_dir,
+            allow_globals=args.allow_global,
         )
     except (CheckpointError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
