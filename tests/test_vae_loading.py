@@ -9,7 +9,10 @@ and an empty temporary HF_HOME. Tests on ``../shared/reference`` skip when it is
 
 from __future__ import annotations
 
+import functools
+import importlib
 import json
+import operator
 import os
 import subprocess
 import sys
@@ -290,13 +293,40 @@ def test_no_state_dict_inside(tmp_path: Path) -> None:
 
 
 # =============================================================================================
-# Pickle safety: refused, explained, never executed
+# Pickle safety: never executed; code-running globals refused and explained
 # =============================================================================================
 class _Payload:
     """A custom class: needs an import of this test module to unpickle."""
 
     def __init__(self) -> None:
         self.note = "custom object"
+
+
+class _ReleasedConfig:
+    """A project's own config class, as released checkpoints carry them (``ldm.util.Whatever``).
+
+    Every method a loader could run leaves a marker (in the file ``_marker`` names): ``__reduce__``
+    asks the unpickler to call the class with ``"rebuilt"`` (a constructor call that leaves the
+    marker) and then ``__setstate__``; on an object so rebuilt, ``__reduce__`` (a copy or re-pickle)
+    leaves it too, and so does ``__getattr__`` (any lookup of an attribute it lacks).
+    """
+
+    def __init__(self, how: str, marker: str, **params: object) -> None:
+        if how == "rebuilt":
+            Path(marker).write_text("_ReleasedConfig.__init__ ran")
+        self.__dict__.update(how=how, _marker=marker, params=params)
+
+    def __setstate__(self, state: dict) -> None:
+        Path(state["_marker"]).write_text("_ReleasedConfig.__setstate__ ran")
+
+    def __reduce__(self) -> tuple[object, tuple[str, str], dict]:
+        if self.__dict__["how"] == "rebuilt":
+            Path(self.__dict__["_marker"]).write_text("_ReleasedConfig.__reduce__ ran")
+        return (type(self), ("rebuilt", self.__dict__["_marker"]), dict(self.__dict__))
+
+    def __getattr__(self, name: str) -> object:
+        Path(self.__dict__["_marker"]).write_text(f"_ReleasedConfig.__getattr__({name!r}) ran")
+        raise AttributeError(name)
 
 
 class _SystemCall:
@@ -333,11 +363,39 @@ def test_malicious_pickle_refused_and_not_executed(tmp_path: Path, state: dict[s
     assert "weights_only" not in message  # never the advice to unpickle unsafely
 
 
-def test_custom_class_pickle_refused(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
-    path = tmp_path / "custom.ckpt"
-    torch.save({"state_dict": state, "hyper_parameters": _Payload()}, path)
-    with pytest.raises(UnsafeCheckpointError, match=r"_Payload"):
-        load_reducio(path, variant=PRESET)
+@pytest.mark.parametrize("module", [__name__, "ldm.util"])
+def test_custom_class_pickle_loads_and_is_reported(tmp_path: Path, state: dict[str, torch.Tensor],
+                                                   monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+                                                   module: str) -> None:
+    import logging
+
+    marker = tmp_path / "PWNED"
+    hparams = _ReleasedConfig("made", str(marker), embed_dim=16, ddconfig={"ch": 32})
+    path = tmp_path / "released.ckpt"
+    with monkeypatch.context() as mp:  # "ldm.util": importable under that name only while torch.save runs
+        if module != __name__:
+            for name in ("ldm", module):
+                mp.setitem(sys.modules, name, types.ModuleType(name))
+            mp.setattr(sys.modules[module], "_ReleasedConfig", _ReleasedConfig, raising=False)
+            mp.setattr(_ReleasedConfig, "__module__", module)
+        torch.save({"state_dict": state, "epoch": 2, "hyper_parameters": hparams}, path)
+    assert not marker.exists(), "saving ran a method"
+    name = f"{module}._ReleasedConfig"
+    caplog.set_level(logging.INFO, logger="lib.vae")
+    vae = load_reducio(path, variant=PRESET)
+    assert_loaded(vae, state)
+    assert vae.checkpoint_info.skipped_objects == ("epoch", f"hyper_parameters ({name})")
+    assert f"skipped: epoch, hyper_parameters ({name})" in caplog.text
+    assert "ldm" not in sys.modules
+    assert not marker.exists(), marker.read_text()
+
+
+def test_plain_objects_of_protocol_1_load(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+    path = tmp_path / "protocol1.ckpt"  # protocols 0/1 rebuild plain objects through copyreg._reconstructor
+    torch.save({"state_dict": state, "hyper_parameters": _Payload()}, path, pickle_protocol=1)
+    skipped = load_reducio(path, variant=PRESET).checkpoint_info.skipped_objects
+    assert len(skipped) == 1 and skipped[0].startswith("hyper_parameters (") and _dotted(_Payload) in skipped[0]
+    assert "copyreg._reconstructor" in skipped[0]
 
 
 # =============================================================================================
@@ -552,18 +610,73 @@ def test_payload_hidden_in_metadata_never_runs(tmp_path: Path, state: dict[str, 
     assert any(e.startswith(f"{entry} (") and SYSTEM in e for e in vae.checkpoint_info.skipped_objects)
 
 
-def test_class_methods_never_run_even_when_allowed(tmp_path: Path, state: dict[str, torch.Tensor], marker: Path) -> None:
+def test_class_methods_never_run_allowed_or_not(tmp_path: Path, state: dict[str, torch.Tensor], marker: Path) -> None:
     path = tmp_path / "custom-class.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": _SetstateBomb()}, path)
     name = _dotted(_SetstateBomb)
-    with pytest.raises(UnsafeCheckpointError, match=rf"names {name} \(in hyper_parameters\)"):
-        load_reducio(path, variant=PRESET)
-    vae = load_reducio(path, variant=PRESET, allow_globals=[name])
+    assert load_reducio(path, variant=PRESET).checkpoint_info.skipped_objects == (f"hyper_parameters ({name})",)
+    vae = load_reducio(path, variant=PRESET, allow_globals=[name])  # allowing a name that is not denied changes nothing
     assert_loaded(vae, state)
     assert vae.checkpoint_info.skipped_objects == (f"hyper_parameters ({name})",)
     module_prefix = name.rpartition(".")[0] + "."  # a whole module tree
     assert load_reducio(path, variant=PRESET, allow_globals=[module_prefix]).checkpoint_info.skipped_objects
     assert not marker.exists(), marker.read_text()
+
+
+class _CallsGlobal:
+    """Pickles as a call of ``fn(*args)``: what a hostile file does with a denylisted global."""
+
+    def __init__(self, fn: object, *args: object) -> None:
+        self.fn, self.args = fn, args
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return (self.fn, self.args)
+
+
+_DENIED_CALLS = {  # what pickle writes for each callable -> (callable, arguments; {marker} is the marker file)
+    "builtins.eval": (eval, ("__import__('os').system('touch {marker}')",)),
+    "builtins.getattr": (getattr, (_Payload, "__init__")),
+    "subprocess.call": (subprocess.call, (["touch", "{marker}"],)),
+    "functools.partial": (functools.partial, (os.system, "touch {marker}")),
+    "operator.methodcaller": (operator.methodcaller, ("system", "touch {marker}")),
+    "importlib.import_module": (importlib.import_module, ("os",)),
+    "torch.serialization.load": (torch.load, ("{marker}",)),
+}
+
+
+@pytest.mark.parametrize("name", list(_DENIED_CALLS))
+def test_denylisted_globals_refused_and_never_run(tmp_path: Path, state: dict[str, torch.Tensor], marker: Path,
+                                                  name: str) -> None:
+    fn, args = _DENIED_CALLS[name]
+    args = tuple(a.format(marker=marker) if isinstance(a, str) else
+                 [x.format(marker=marker) for x in a] if isinstance(a, list) else a for a in args)
+    path = tmp_path / "hostile.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": {"hook": _CallsGlobal(fn, *args)}}, path)
+    with pytest.raises(UnsafeCheckpointError) as excinfo:
+        load_reducio(path, variant=PRESET)
+    assert not marker.exists(), "the payload ran"
+    message = str(excinfo.value)
+    assert f"names {name}" in message and "(in hyper_parameters)" in message and "was not executed" in message
+    assert name in excinfo.value.globals and "weights_only" not in message
+    # the override takes module trees too; the objects stay inert placeholders
+    vae = load_reducio(path, variant=PRESET, allow_globals=[g.rpartition(".")[0] + "." for g in excinfo.value.globals])
+    assert_loaded(vae, state)
+    assert name in vae.checkpoint_info.skipped_objects[0]
+    assert not marker.exists(), "the payload ran"
+
+
+def test_denylist_rule() -> None:
+    from lib.vae.safe_pickle import is_denied_global
+
+    for name in ("os.system", "os.path.join", "posix.system", "nt.system", "builtins.exec", "sys.modules",
+                 "torch._C._nn.gelu", "torch.jit.load", "pickle.loads", "copyreg._reduce_ex", "runpy.run_path"):
+        assert is_denied_global(name), name
+    for name in ("copyreg._reconstructor", "torch._C.Generator", "builtins.print", "ldm.util.instantiate_from_config",
+                 "omegaconf.dictconfig.DictConfig", "argparse.Namespace", "osx.thing", "systemd.x", "codecs.encode",
+                 "torch.loader", "functools.partialx", "numpy.dtype"):
+        assert not is_denied_global(name), name
+    assert not is_denied_global("os.system", ["os."]) and not is_denied_global("os.system", ["os.system"])
+    assert is_denied_global("os.system", ["os.sys"])
 
 
 def test_tensor_rebuild_fed_a_payload_is_refused_even_when_allowed(tmp_path: Path, state: dict[str, torch.Tensor],

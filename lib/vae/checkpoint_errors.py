@@ -27,7 +27,8 @@ class CheckpointDownloadError(CheckpointError):
 
 
 class UnsafeCheckpointError(CheckpointError):
-    """The pickle names objects that are neither tensor data nor known metadata; nothing of it ran.
+    """The pickle names objects that only serve to run code (or feeds tensor rebuilds non-tensor data),
+    or the file is a TorchScript archive; nothing of it ran.
 
     ``globals`` lists those dotted names.
     """

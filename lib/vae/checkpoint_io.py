@@ -6,10 +6,13 @@
   :mod:`lib.vae.safe_pickle`, which rebuilds tensors and plain containers and turns every other
   global into an inert placeholder. The state dict is taken from ``state_dict`` (or ``model``) or
   is the whole object. Entries beside it (``hyper_parameters``, ``callbacks``,
-  ``optimizer_states``...) are skipped and listed in ``skipped_objects``. A file whose pickle names
-  globals that are neither tensor data nor known checkpoint metadata
-  (:data:`~lib.vae.safe_pickle.METADATA_GLOBALS`, plus ``allow_globals``) is refused with
-  :class:`UnsafeCheckpointError`; nothing from it has run by then.
+  ``optimizer_states``...) are skipped and listed in ``skipped_objects``, whatever classes they
+  name (OmegaConf, argparse, Lightning, or a project's own such as ``ldm.util.Whatever``). A file
+  whose pickle names a global that can only be there to run code
+  (:data:`~lib.vae.safe_pickle.DENIED_GLOBALS`: ``os.system``, ``eval``, ``functools.partial``...,
+  less ``allow_globals``), or feeds torch's tensor rebuild helpers anything but tensor data, is
+  refused with :class:`UnsafeCheckpointError`; nothing from it has run by then (nor would it
+  have otherwise: the denylist only tells a hostile file from a harmless one).
 
 Every reader normalises key names the same way: a DDP ``module.`` prefix is stripped and the
 training-only ``loss.*`` keys are dropped (counted in ``skipped_loss_keys``).
@@ -37,7 +40,7 @@ from lib.vae.checkpoint_errors import (
 )
 from lib.vae.safe_pickle import (
     UnpickleReport,
-    is_metadata_global,
+    is_denied_global,
     is_torchscript_archive,
     placeholder_names,
     torch_load_restricted,
@@ -287,8 +290,9 @@ def _unsafe(path: Path, refused: Sequence[str], misused: Sequence[str], where: s
     misused = list(dict.fromkeys(misused))
     what = []
     if refused:
-        what.append(f"its pickle names {head(refused, 12)}{where}, which are neither tensor data nor known checkpoint "
-                    "metadata (OmegaConf, argparse, Lightning, numpy, typing, pathlib)")
+        what.append(f"its pickle names {head(refused, 12)}{where}, which a checkpoint can only carry to run code when "
+                    "it is unpickled (process, file or interpreter access, evaluators, call gadgets: see "
+                    "lib.vae.safe_pickle.DENIED_GLOBALS)")
     if misused:
         what.append(f"its tensors would be rebuilt from objects of unknown type (handed to {head(misused)})")
     elsewhere = (f"get the official weights from {HF_REPO_URL}, or ask whoever made the file, if you trust them, "
@@ -296,9 +300,10 @@ def _unsafe(path: Path, refused: Sequence[str], misused: Sequence[str], where: s
     if misused:
         fix = f"its weights cannot be read without running its pickle: {elsewhere}"
     else:
-        fix = ("if you trust the file's origin and these objects are only metadata beside the state dict, pass "
-               f"allow_globals={tuple(refused)!r} to load_reducio (python -m lib.vae convert --allow-global NAME): "
-               f"they stay inert placeholders and are skipped. A file naming os.system or the like is hostile: {elsewhere}")
+        fix = ("a file naming such objects is most likely hostile: " + elsewhere + ". Only if you trust its origin "
+               "and these objects are metadata beside the state dict (a functools.partial in the hyper-parameters, "
+               f"say), pass allow_globals={tuple(refused)!r} to load_reducio (python -m lib.vae convert "
+               "--allow-global NAME): they stay inert placeholders and are skipped")
     return UnsafeCheckpointError(
         path, f"refused to load: {'; '.join(what)}. Nothing from the file was imported or run: every object beyond "
         "tensors and plain containers became an inert placeholder, so the pickle was not executed.",
@@ -315,7 +320,7 @@ def _load_restricted(path: Path, allow_globals: Sequence[str]) -> Any:
     try:
         obj = torch_load_restricted(path, report)
     except Exception as err:  # noqa: BLE001 - any failure is reported, the refusal first
-        refused = [g for g in report.placeholders() if not is_metadata_global(g, allow_globals)]
+        refused = [g for g in report.placeholders() if is_denied_global(g, allow_globals)]
         if refused or report.misused:
             raise _unsafe(path, refused, report.misused, "") from None
         first = str(err).splitlines()[0] if str(err) else ""
@@ -328,7 +333,7 @@ def _load_restricted(path: Path, allow_globals: Sequence[str]) -> Any:
             "the file is probably truncated (an interrupted download?) or not a checkpoint: re-download it "
             f"(official files: {HF_REPO_URL}, about 1.75 GB each) or re-create it",
         ) from None
-    refused = [g for g in report.placeholders() if not is_metadata_global(g, allow_globals)]
+    refused = [g for g in report.placeholders() if is_denied_global(g, allow_globals)]
     if refused or report.misused:
         raise _unsafe(path, refused, report.misused, _refused_where(obj, refused))
     return obj
@@ -351,8 +356,9 @@ def is_safetensors(path: Path) -> bool:
 def open_checkpoint(path: str | os.PathLike[str], *, allow_globals: Sequence[str] = ()) -> Iterator[Reader]:
     """A reader over a local checkpoint: normalised key names, shapes, dtypes, lazy tensors.
 
-    ``allow_globals``: further dotted names (``prefix.`` for a module tree) that a ``torch.save``
-    file may name outside its state dict; they load as inert placeholders and are skipped.
+    ``allow_globals``: dotted names (``prefix.`` for a module tree) of
+    :data:`~lib.vae.safe_pickle.DENIED_GLOBALS` that a trusted ``torch.save`` file may name outside
+    its state dict; they then load as inert placeholders and are skipped like any other object.
     """
     p = Path(path)
     if not p.is_file():

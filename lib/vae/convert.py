@@ -93,8 +93,8 @@ def convert_checkpoint(
         variant, config: as in :func:`load_reducio`, for sources that do not name their config.
         overwrite: replace an existing ``destination`` (otherwise that is an error).
         cache_dir: Hugging Face cache folder for ``hf://`` sources.
-        allow_globals: as in :func:`load_reducio`: further objects a ``.ckpt`` may carry beside its
-            state dict (inert placeholders, skipped).
+        allow_globals: as in :func:`load_reducio`: denylisted objects a trusted ``.ckpt`` may carry
+            beside its state dict (inert placeholders, skipped).
     """
     start = time.perf_counter()
     target = parse_dtype(dtype)
@@ -145,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--cache-dir", default=None, help="Hugging Face cache folder (default: $HF_HOME/hub)")
     parser.add_argument("--allow-global", action="append", default=[], metavar="NAME",
-                        help="a further object (dotted name, or 'module.' for a whole module) a .ckpt may carry "
+                        help="for a trusted .ckpt: an object (dotted name, or 'module.' for a whole module) of the "
+                             "denylist of code-running globals (lib.vae.safe_pickle.DENIED_GLOBALS) that it may carry "
                              "beside its state dict; it stays an inert placeholder and is skipped (repeatable)")
     return parser
 

@@ -289,9 +289,10 @@ def load_reducio(
         config: overrides everything else: a ``model.params`` dict, ``ReducioConfig``, preset name
             or ``.json``/``.yaml`` file.
         cache_dir: Hugging Face cache folder (default: ``HF_HUB_CACHE``, i.e. ``$HF_HOME/hub``).
-        allow_globals: dotted names (``prefix.`` for a module tree) a ``torch.save`` file may name
-            beside its state dict in addition to the known checkpoint metadata; they load as inert
-            placeholders and are skipped (nothing is imported or run either way).
+        allow_globals: override for a trusted ``torch.save`` file: dotted names (``prefix.`` for a
+            module tree) from ``lib.vae.safe_pickle.DENIED_GLOBALS`` (``functools.partial``...) that
+            may appear beside its state dict; they load as inert placeholders and are skipped like
+            every other non-tensor object (nothing is imported or run either way).
 
     Returns:
         The model in eval mode with ``requires_grad=False`` everywhere; ``vae.checkpoint_info``

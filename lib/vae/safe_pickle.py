@@ -15,9 +15,13 @@ file chooses (``os.system`` via ``__reduce__``, a class whose ``__setstate__`` d
 
 :func:`torch_load_restricted` runs ``torch.load`` with this unpickler (``pickle_module=``), so
 torch's zip and legacy formats, its storages and memory mapping work as usual, and records every
-global the file names in an :class:`UnpickleReport`. Whether the names are acceptable is the
-caller's decision (:func:`is_metadata_global`): placeholders are inert either way, so that policy
-decides only which files are refused, never what runs.
+global the file names in an :class:`UnpickleReport`. Any global may become a placeholder: a
+released checkpoint can carry classes nobody can foresee (the authors' own ``ldm.*`` configs), and
+those load and are skipped like OmegaConf or Lightning objects. :func:`is_denied_global` names
+the few globals (:data:`DENIED_GLOBALS`) that a file can only carry in order to run code; the
+caller refuses such files. Placeholders are inert either way, so that list decides only whether
+an obviously malicious file is refused (with a message that nothing ran) rather than silently
+loaded; it can never let code run.
 """
 
 from __future__ import annotations
@@ -35,15 +39,34 @@ from typing import Any, ClassVar, Self
 
 import torch
 
-#: Globals that Lightning-style checkpoints carry outside their state dict (hyper-parameters as
-#: OmegaConf or argparse objects, callback and loop states, numpy scalars, paths). A name ending
-#: in "." stands for a whole module tree. They load as placeholders and their entries are skipped.
-METADATA_GLOBALS: tuple[str, ...] = (
-    "omegaconf.", "argparse.Namespace", "pytorch_lightning.", "lightning.", "lightning_fabric.",
-    "lightning_utilities.", "typing.", "pathlib.", "numpy.", "collections.", "datetime.",
-    "copyreg._reconstructor", "builtins.object", "builtins.type", "builtins.dict", "builtins.list",
-    "builtins.tuple", "builtins.int", "builtins.float", "builtins.str", "builtins.bool", "builtins.bytes",
+#: Globals that a file can only name in order to run code when it is unpickled: process, file,
+#: network and interpreter access, evaluators and importers, other unpicklers, torch's own loaders
+#: and native ops, and the gadgets that turn a pickle's calls into arbitrary ones (getattr,
+#: functools.partial, operator's getters). A name ending in "." stands for a whole module tree.
+#: Placeholders are inert either way, so this list decides only whether an obviously malicious
+#: file is refused (with a message that nothing ran) rather than silently loaded; it can never let
+#: code run, and a name it misses only means that such a file loads with that entry skipped.
+DENIED_GLOBALS: tuple[str, ...] = (
+    # processes, files, network, the interpreter
+    "os.", "posix.", "nt.", "subprocess.", "_posixsubprocess.", "_winapi.", "sys.", "shutil.", "pty.", "signal.",
+    "_signal.", "ctypes.", "_ctypes.", "multiprocessing.", "_multiprocessing.", "socket.", "_socket.", "webbrowser.",
+    "io.open", "io.open_code", "io.FileIO", "_io.open", "_io.open_code", "_io.FileIO",
+    # evaluating, compiling or importing code
+    "builtins.eval", "builtins.exec", "builtins.compile", "builtins.open", "builtins.__import__", "builtins.getattr",
+    "builtins.setattr", "builtins.delattr", "builtins.globals", "builtins.locals", "builtins.vars", "builtins.input",
+    "builtins.breakpoint", "builtins.help", "builtins.exit", "builtins.quit", "importlib.", "imp.", "pkgutil.",
+    "zipimport.", "runpy.", "code.", "codeop.", "pdb.", "bdb.", "timeit.", "cProfile.", "profile.",
+    "types.FunctionType", "types.LambdaType", "types.CodeType",
+    # other unpicklers (copyreg._reconstructor, which protocols 0 and 1 use for plain objects, is exempt)
+    "pickle.", "_pickle.", "marshal.", "copyreg.", "dill.", "cloudpickle.",
+    # call gadgets
+    "functools.partial", "functools.partialmethod", "functools.reduce", "operator.", "_operator.",
+    # torch's loaders, compilers and native functions beyond the rebuild helpers (those are rebuilt, never looked up here)
+    "torch.load", "torch.serialization.", "torch.storage._load_from_bytes", "torch.jit.", "torch.ops.", "torch._ops.",
+    "torch._C.", "torch.hub.", "torch.package.", "torch.utils.cpp_extension.",
 )
+#: Names under a :data:`DENIED_GLOBALS` entry that ordinary checkpoints carry (as placeholders).
+NOT_DENIED: tuple[str, ...] = ("copyreg._reconstructor", "torch._C.Generator")
 _TORCH_DTYPES: dict[str, torch.dtype] = {f"torch.{n}": v for n, v in vars(torch).items() if isinstance(v, torch.dtype)}
 _TENSOR_REBUILDS = ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
                     "_rebuild_parameter_with_state")
@@ -106,10 +129,18 @@ class UnpickleReport:
         return [name for name, rebuilt in self.globals.items() if not rebuilt]
 
 
-def is_metadata_global(dotted: str, allowed: Sequence[str] = ()) -> bool:
-    """Whether ``dotted`` is in :data:`METADATA_GLOBALS` or ``allowed`` (same ``prefix.`` rule)."""
-    return any(dotted == entry or (entry.endswith(".") and dotted.startswith(entry))
-               for entry in (*METADATA_GLOBALS, *allowed))
+def _matches(dotted: str, entries: Iterable[str]) -> bool:
+    """``dotted`` equals an entry, or lies under an entry ending in ``.`` (a module tree)."""
+    return any(dotted == entry or (entry.endswith(".") and dotted.startswith(entry)) for entry in entries)
+
+
+def is_denied_global(dotted: str, allowed: Sequence[str] = ()) -> bool:
+    """Whether ``dotted`` is in :data:`DENIED_GLOBALS` (not :data:`NOT_DENIED`) and not in ``allowed``.
+
+    ``allowed`` (same ``prefix.`` rule) is the caller's override for a trusted file whose metadata
+    happens to name such a global; it changes only whether the file is refused, never what runs.
+    """
+    return _matches(dotted, DENIED_GLOBALS) and not _matches(dotted, NOT_DENIED) and not _matches(dotted, allowed)
 
 
 def placeholder_names(obj: Any, *, budget: int = 200_000) -> list[str]:
