@@ -117,6 +117,8 @@ class VaeClipEncoder:
     def default_spatial(self) -> SpatialPolicy:
         from lib.vae.local import input_policy
 
+        if self.source.startswith(RANDOM_PREFIX):  # a random init (timing) has no training geometry
+            return CropPolicy()
         return input_policy(self.vae)
 
     def latent_shape(self, clip_shape: Sequence[int]) -> tuple[int, int, int, int]:

@@ -115,7 +115,10 @@ def convert_checkpoint(
     vae = load_reducio(src, variant=variant, parts=parts, dtype=target, config=config,
                       allow_globals=allow_globals)
     info = vae.checkpoint_info
-    save_reducio(vae, dst, dtype=target, preset=info.preset, source_file=src.name, source_sha256=digest,
+    # The training geometry (crop, stored frame size) travels with the weights: without it a locally
+    # trained VAE would be fed the released model's 224x288 bucket (lib.vae.local.input_policy).
+    kept = {k: info.metadata[k] for k in ("training",) if info.metadata and k in info.metadata}
+    save_reducio(vae, dst, dtype=target, preset=info.preset, source_file=src.name, source_sha256=digest, extra=kept,
                  overwrite=overwrite)
     state = vae.state_dict()
     return ConversionResult(

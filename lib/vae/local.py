@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lib.data.spatial import CropPolicy
+from lib.errors import ActionableError
 from lib.paths import CHECKPOINTS_DIR
 
 
@@ -62,12 +63,26 @@ def resolve_vae_source(vae_source: str, *, data_root: str | Path | None = None) 
     return text
 
 
+class UnknownGeometryError(ActionableError):
+    """A locally trained VAE whose training geometry is not recorded with its weights."""
+
+
 def input_policy(vae: Any) -> CropPolicy:
     """The spatial policy a loaded VAE expects: a locally trained one records its training
-    geometry (short side of the stored frames, centre crop) in its checkpoint metadata; anything
-    else gets the study's bucket for Reducio (240x320 -> short side 224 -> centre crop 224x288)."""
+    geometry (short side of the stored frames, centre crop) in its checkpoint metadata; a
+    released-architecture VAE gets the study's bucket for Reducio (240x320 -> short side 224 ->
+    centre crop 224x288). A local-architecture VAE (the motion-compensated decoder extensions)
+    without recorded geometry is refused: guessing the released bucket would encode ~10x more
+    pixels than it was trained on, under the same weights hash."""
     info = getattr(vae, "checkpoint_info", None)
     training = ((info.metadata or {}).get("training") if info is not None else None) or {}
     if "crop" in training and "bank_size" in training:
         return CropPolicy(short_side=int(training["bank_size"][0]), crop=tuple(int(v) for v in training["crop"]))
+    dd = vae.config.ddconfig
+    if dd.content_warp or dd.content_residual or dd.coarse_flow:
+        where = getattr(info, "path", None) if info is not None else None
+        raise UnknownGeometryError(where, "a locally trained VAE (motion-compensated decoder) whose training geometry "
+                                          "(crop, stored frame size) is not recorded with its weights",
+                                   "load the vae.safetensors its training wrote (or convert that file with python -m "
+                                   "lib.vae convert, which keeps the geometry), or pass the spatial policy explicitly")
     return CropPolicy()
