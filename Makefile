@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PARAMS ?= params/default.yaml
 
-.PHONY: venv study test test-fast data vae lab strip clean-runs
+.PHONY: venv study test test-fast data vae rehearsal gpu-check lab strip clean-runs
 
 venv: $(STAMP)
 
@@ -40,8 +40,21 @@ data: $(STAMP)
 ## resumable (rerun to continue), then export with probe figures and provenance. Hours on a CPU.
 VAE_RUN ?= checkpoints/pretrain-seed0
 vae: $(STAMP)
-	$(BIN)/python -m lib.vae train --preset pretrain --out $(VAE_RUN)
+	$(BIN)/python -m lib.vae train --preset pretrain --out $(VAE_RUN) --threads 1
 	$(BIN)/python -m lib.vae standin --run $(VAE_RUN) --command "make vae"
+
+## Rehearse the UCF101 path (params/ucf101_reducio.yaml's notebooks and settings) on this CPU:
+## a UCF101-layout stand-in and a random-weight Lightning checkpoint of the ft4 geometry; <= 15 min.
+REHEARSAL ?= params/ucf101_rehearsal.yaml
+rehearsal: $(STAMP)
+	$(BIN)/python -m lib.rehearsal diff
+	$(BIN)/python -m lib.rehearsal prepare --params $(REHEARSAL)
+	$(BIN)/python -m lib.study run $(REHEARSAL)
+
+## Every GPU measurement (ft4 encoder, precision, cache pipeline, classifiers, R(2+1)D) in one
+## process, <= 8 min on one GPU: a table and outputs/benchmarks/gpu_check.json.
+gpu-check: $(STAMP)
+	$(BIN)/python benchmarks/gpu_check.py --device cuda
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/

@@ -382,11 +382,12 @@ class ClipBatchSampler:
             out.append(int(self._permutation(p // n)[p % n]))
         return torch.tensor(out, dtype=torch.long)
 
-    def batch(self, step: int) -> torch.Tensor:
-        """float32 (B, 3, T, h, w) clips in [-1, 1] of ``step``."""
+    def batch(self, step: int, crop: tuple[int, int] | None = None) -> torch.Tensor:
+        """float32 (B, 3, T, h, w) clips in [-1, 1] of ``step`` (``crop`` overrides the sampler's)."""
         idx = self.indices(step)
         g = make_generator(self.seed, _AUGMENT_DOMAIN, step)
-        (h, w), (ch, cw) = self.bank.size, self.crop
+        (h, w), (ch, cw) = self.bank.size, (crop or self.crop)
+        _check_crop(self.bank.size, (ch, cw))
         tops = torch.randint(0, h - ch + 1, (len(idx),), generator=g)
         lefts = torch.randint(0, w - cw + 1, (len(idx),), generator=g)
         flips = torch.rand(len(idx), generator=g) < 0.5
