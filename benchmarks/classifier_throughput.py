@@ -140,12 +140,31 @@ def bench_model(name: str, inputs: list[torch.Tensor], labels: torch.Tensor, arg
             "infer_cps": infer_items / infer_s, "infer_clips": infer_items}
 
 
+def model_inputs(name: str, latents: torch.Tensor, content: torch.Tensor, device: torch.device, *,
+                 pixel_shape: tuple[int, ...] | None = None) -> list[torch.Tensor]:
+    """The input tensors :func:`bench_model` times ``name`` on: the latents (plus the content
+    features for fusion models), or a pool of 64 random clips for pixel models (``pixel_shape``,
+    default 3x16x112x112 for ``pixel_r2plus1d18``, 3x16x64x96 otherwise)."""
+    kind = model_info(name).input_kind
+    if kind == "pixels":
+        shape = pixel_shape or ((3, 16, 112, 112) if name == "pixel_r2plus1d18" else (3, 16, 64, 96))
+        return [random_fp16(64, shape, device, seed=3).clamp_(-1, 1)]
+    return [latents, content] if kind == "latent+content" else [latents]
+
+
 def machine_line(device: torch.device) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "none used"
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())  # other jobs on a shared machine skew timings
     return (f"CPU: {cpu_model()} | logical cores available: {cores} | torch threads: {torch.get_num_threads()} | "
             f"torch {torch.__version__} | Python {platform.python_version()} | GPU: {gpu} | load average at start: {load}")
+
+
+def full_training_seconds(result: dict[str, Any], *, epochs: int, scale_clips: int) -> tuple[float, float]:
+    """(training-step seconds, seconds with a validation pass over 10 % of ``scale_clips`` per epoch)
+    of ``epochs`` epochs of ``scale_clips`` clips at the rates of a :func:`bench_model` result."""
+    train_s = epochs * scale_clips / result["train_cps"]
+    return train_s, train_s + epochs * 0.1 * scale_clips / result["infer_cps"]
 
 
 def fmt_duration(seconds: float) -> str:
@@ -210,12 +229,7 @@ def main() -> None:
     results: dict[str, dict[str, Any]] = {}
     for name in names:
         kind = model_info(name).input_kind
-        if kind == "pixels":
-            pixel_shape = (3, 16, 112, 112) if name == "pixel_r2plus1d18" else (3, 16, 64, 96)
-            inputs = [random_fp16(64, pixel_shape, device, seed=3).clamp_(-1, 1)]
-        else:
-            inputs = [latents, content] if kind == "latent+content" else [latents]
-        r = bench_model(name, inputs, labels, args, device)
+        r = bench_model(name, model_inputs(name, latents, content, device), labels, args, device)
         results[name] = r
         shape = "x".join(map(str, r["shape"])) + (f" + {args.content_dim}" if kind == "latent+content" else "")
         epoch = fmt_duration(args.scale_clips / r["train_cps"]) if kind != "pixels" else "-"
@@ -225,12 +239,11 @@ def main() -> None:
 
     print()
     if "conv3d_paper" in results:
-        r = results["conv3d_paper"]
-        train_s = args.epochs * args.scale_clips / r["train_cps"]
-        val_s = args.epochs * 0.1 * args.scale_clips / r["infer_cps"]
+        train_s, total_s = full_training_seconds(results["conv3d_paper"], epochs=args.epochs,
+                                                 scale_clips=args.scale_clips)
         scale = "UCF101 scale" if args.scale_clips == 100_000 else "--scale-clips"
         print(f"Full conv3d_paper training ({scale}) on this {device.type.upper()}: {args.epochs} epochs x "
-              f"{args.scale_clips:,} clips = {fmt_duration(train_s)} of training steps, {fmt_duration(train_s + val_s)} "
+              f"{args.scale_clips:,} clips = {fmt_duration(train_s)} of training steps, {fmt_duration(total_s)} "
               f"with a validation pass over {int(0.1 * args.scale_clips):,} clips per epoch "
               f"(the published run: ~16 minutes on an RTX 4070).")
     if "pixel_c3d_small" in results:

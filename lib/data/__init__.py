@@ -7,6 +7,7 @@ Modules:
 - :mod:`lib.data.ucf101` - official split lists, folds, group-disjoint validation, integrity.
 - :mod:`lib.data.download` - resumable, verified download and extraction of the official archives.
 - :mod:`lib.data.synth` - the embedded synthetic action dataset in UCF101's layout.
+- :mod:`lib.data.synth_ucf101` - a UCF101 stand-in in the exact official layout (names, lists, format).
 - :mod:`lib.data.video_writer` - atomic video writing (PyAV).
 - :mod:`lib.data.errors` - typed errors naming the file and the fix.
 

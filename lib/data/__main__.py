@@ -49,10 +49,18 @@ def main(argv: list[str] | None = None) -> int:
     p_syn.add_argument("--out", required=True, type=Path, help="dataset root to create (UCF-101/ and ucfTrainTestlist/)")
     p_syn.add_argument("--preset", default="smoke",
                        help="smoke (seconds, CI), default (the study's labelled dataset), pretrain (the VAE's "
-                            "unlabelled pool, videos/*.avi) or pretrain_smoke")
+                            "unlabelled pool, videos/*.avi), pretrain_smoke, or ucf101-layout (a stand-in for "
+                            "UCF101 in its exact official layout: 101 classes, 13,320 short placeholder videos, "
+                            "the official split lists)")
     p_syn.add_argument("--seed", type=int, default=None,
                        help="dataset seed (default 0 for labelled presets, 1 for the pretraining pool)")
     p_syn.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    p_syn.add_argument("--classes", default=None,
+                       help="ucf101-layout only: comma-separated official class folders to write (default: all)")
+    p_syn.add_argument("--groups", default=None,
+                       help="ucf101-layout only: groups to write, e.g. 1,8-10 (default: 1-25)")
+    p_syn.add_argument("--clips-per-group", type=int, default=None,
+                       help="ucf101-layout only: at most this many clips per (class, group) (default: all)")
 
     p_dl = sub.add_parser("download", help="download (resumable, verified) and extract the official UCF101 archives")
     p_dl.add_argument("--root", required=True, type=Path, help="where UCF-101/ and ucfTrainTestlist/ will be extracted")
@@ -81,8 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "synth":
             from lib.data.synth import generate
             from lib.data.synth_pool import DEFAULT_POOL_SEED, POOL_PRESETS, generate_pool
+            from lib.data.synth_ucf101 import LAYOUT_PRESET, LayoutSelection, generate_layout, parse_groups
 
-            if args.preset in POOL_PRESETS:
+            subset = {"--classes": args.classes, "--groups": args.groups, "--clips-per-group": args.clips_per_group}
+            if args.preset != LAYOUT_PRESET and any(v is not None for v in subset.values()):
+                parser.error(f"{', '.join(k for k, v in subset.items() if v is not None)} only apply to "
+                             f"--preset {LAYOUT_PRESET}")
+            if args.preset == LAYOUT_PRESET:
+                try:
+                    groups = parse_groups(args.groups) if args.groups is not None else None
+                except ValueError as err:
+                    parser.error(str(err))
+                classes = tuple(filter(None, args.classes.split(","))) if args.classes is not None else None
+                selection = LayoutSelection(classes=classes, groups=groups, clips_per_group=args.clips_per_group)
+                root = generate_layout(args.out, selection, seed=args.seed or 0, workers=args.workers)
+                print(f"UCF101-layout stand-in ready at {root}")
+            elif args.preset in POOL_PRESETS:
                 seed = DEFAULT_POOL_SEED if args.seed is None else args.seed
                 root = generate_pool(args.out, preset=args.preset, seed=seed, workers=args.workers)
                 print(f"pretraining pool ready at {root}")

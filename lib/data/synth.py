@@ -193,15 +193,15 @@ def _exclusive_lock(root: Path) -> Iterator[None]:
 
 
 def _render_to_file(task: tuple[Any, str]) -> int:
-    """Worker: render one video (a labelled :class:`VideoSpec` or a pretraining-pool spec) and
-    write it atomically; returns its frame count."""
+    """Worker: render one video (a labelled :class:`VideoSpec`, or a spec with ``render_frames()``,
+    ``num_frames`` and optionally ``fps``, default 25) and write it atomically; returns its frame count."""
     spec, path = task
     if isinstance(spec, VideoSpec):
         scene = sample_scene(spec)
         write_video(path, iter_frames(scene), fps=FPS, codec=CODEC)
         return scene.trajectory.n_frames
-    frames = spec.render_frames()  # lib.data.synth_pool.PoolVideoSpec
-    write_video(path, frames, fps=FPS, codec=CODEC)
+    frames = spec.render_frames()  # lib.data.synth_pool.PoolVideoSpec, lib.data.synth_ucf101.LayoutVideoSpec
+    write_video(path, frames, fps=getattr(spec, "fps", FPS), codec=CODEC)
     return spec.num_frames
 
 

@@ -4,6 +4,9 @@
   and ``..._ft2_...`` YAMLs, ``model.params`` with the YAML anchors resolved: Resolution 256,
   Frames 16); the training-only sections (lossconfig, schedulers, monitor...) are left out.
 - ``reference-small``: the small config the parity reference data were produced with.
+- ``reducio-rehearsal``: the released ft4 config (every flag, the geometry, the fusion levels, no
+  local extensions) at the smallest widths it allows; with random weights it stands in for the
+  released checkpoint when the UCF101 path is rehearsed on a CPU (``params/ucf101_rehearsal.yaml``).
 - ``local-smoke`` / ``local-default``: reduced widths for a VAE trained locally on CPU. They keep
   the released geometry (6 levels, temporal factor 4, spatial factor 32, 16 latent channels,
   fusion at levels 2, 3 and mid) so latents have the released shapes, and use the
@@ -92,6 +95,15 @@ def _local(**widths: Any) -> dict[str, Any]:
     return params
 
 
+def _rehearsal() -> dict[str, Any]:
+    """The released ft4 config (flags, geometry, fusion levels) at the smallest widths it allows:
+    32 channels (GroupNorm), fused levels at 64 (the fusion blocks), one res block per level."""
+    params = _released(2)
+    params["ddconfig"].update(ch=32, ch_in=32, ch_mult=[1, 1, 2, 2, 2, 2], num_res_blocks=1)
+    params["ddconfig_2d"].update(ch=32, ch_mult=[1, 2, 2, 2], num_res_blocks=1)
+    return params
+
+
 def _reference_small() -> dict[str, Any]:
     params = _reduced(ch=32, ch_mult=[1, 2, 2, 2, 2, 2], ch_2d=32, ch_mult_2d=[1, 2, 4, 4], resolution=64)
     # The reference data were produced with the released flag values (checkpointing on).
@@ -109,6 +121,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     # local-default: level 1 at width 32 like level 0 (ch_mult [1, 1, ...]): 17.7 instead of 24.2
     # GFLOP per 16x64x96 clip in the encoder, so the study's cache encodes ~27 % faster.
     "local-default": _local(ch=32, ch_mult=[1, 1, 2, 2, 2, 2], ch_2d=32, ch_mult_2d=[1, 2, 2, 2], resolution=64),
+    # The rehearsal of the UCF101 path (params/ucf101_rehearsal.yaml) with random weights: ft4's
+    # key names, flags and 16x4x7x9 latents at 224x288, 5.25 M parameters, ~186 GFLOP per clip encode.
+    "reducio-rehearsal": _rehearsal(),
 }
 
 
