@@ -15,6 +15,20 @@ it as the ``run_dir`` parameter) and its executed copy is saved there. A step is
 steps and resumes at the first unfinished or changed one, re-running everything after it since
 later notebooks read earlier ones' results. A failing notebook stops the chain; its executed copy,
 with the traceback, stays in the run directory.
+
+The optional ``runner`` section sets the limits that keep a run from hanging silently (see
+:mod:`lib.notebook_runner`)::
+
+    runner:
+      cell_timeout_s: 1800       # any one cell; the default is DEFAULT_CELL_TIMEOUT_S
+      notebook_timeout_s: 3600   # one notebook, all its cells; default DEFAULT_NOTEBOOK_TIMEOUT_S
+      steps:                     # per-notebook overrides of the two
+        02_latent_cache: {cell_timeout_s: 7200, notebook_timeout_s: 7200}
+
+A cell that runs past either limit is interrupted and stops the chain like a failure. While a
+step runs, a line per finished cell and a status line (the running cell, its time, the library's
+progress bar) keep the console informed; at the end a summary lists every step, where the results
+are and the headline table. The kernel's own output goes to ``kernel.log`` in the run directory.
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -33,6 +48,11 @@ import yaml
 from lib.paths import NOTEBOOKS_DIR, REPO_ROOT, RUNS_DIR, resolve_path
 from lib.runs import atomic_write_text
 
+RUNNER_KEY = "runner"  # the params file's section of runner settings (not a notebook)
+DEFAULT_CELL_TIMEOUT_S = 6 * 3600.0  # long enough for a UCF101 cache build on a GPU; a hang ends here
+DEFAULT_NOTEBOOK_TIMEOUT_S = 12 * 3600.0
+HEARTBEAT_S = 20.0  # a status line at least this often when the console is not a terminal
+KERNEL_LOG = "kernel.log"
 DONE_FILE = "DONE.json"
 STARTED_FILE = "STARTED.json"  # fingerprint of the settings a step's run directory was started with
 STALE_DIR = "_stale"  # under RUNS_DIR: run directories of superseded settings (kept, never reused)
@@ -45,12 +65,32 @@ class StudyError(ValueError):
 
 @dataclass(frozen=True)
 class Step:
+    """One notebook of a study, its parameters and the runner's limits for it."""
+
     notebook: Path
     parameters: dict[str, Any]
+    cell_timeout_s: float = DEFAULT_CELL_TIMEOUT_S
+    notebook_timeout_s: float = DEFAULT_NOTEBOOK_TIMEOUT_S
 
     @property
     def name(self) -> str:
         return self.notebook.stem
+
+
+_LIMITS = ("cell_timeout_s", "notebook_timeout_s")
+
+
+def _limits(path: Path, section: Any, where: str) -> dict[str, float]:
+    if not isinstance(section, dict):
+        raise StudyError(f"{path}: {where} must be a mapping")
+    unknown = sorted(set(section) - set(_LIMITS) - ({"steps"} if where == RUNNER_KEY else set()))
+    if unknown:
+        raise StudyError(f"{path}: {where} has unknown keys {unknown}. Fix: use {list(_LIMITS)}")
+    limits = {k: section[k] for k in _LIMITS if k in section}
+    for key, value in limits.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise StudyError(f"{path}: {where}.{key} must be a positive number of seconds, got {value!r}")
+    return {k: float(v) for k, v in limits.items()}
 
 
 def load_study(params_file: str | Path) -> list[Step]:
@@ -61,6 +101,11 @@ def load_study(params_file: str | Path) -> list[Step]:
     content = yaml.safe_load(path.read_text()) or {}
     if not isinstance(content, dict):
         raise StudyError(f"{path}: top level must map notebook names to parameter dicts")
+    runner = content.pop(RUNNER_KEY, None) or {}
+    limits = _limits(path, runner, RUNNER_KEY)
+    per_step = runner.get("steps") or {}
+    if not isinstance(per_step, dict) or not set(per_step) <= set(content):
+        raise StudyError(f"{path}: {RUNNER_KEY}.steps must map notebooks of this file to limits, got {per_step!r}")
     steps = []
     for name, parameters in content.items():
         notebook = NOTEBOOKS_DIR / f"{name}.ipynb"
@@ -73,7 +118,8 @@ def load_study(params_file: str | Path) -> list[Step]:
         reserved = sorted(set(parameters) & set(RESERVED_PARAMETERS))
         if reserved:
             raise StudyError(f"{path}: '{name}' sets {reserved}, which the runner sets. Fix: remove them")
-        steps.append(Step(notebook, parameters))
+        step_limits = {**limits, **_limits(path, per_step.get(name) or {}, f"{RUNNER_KEY}.steps.{name}")}
+        steps.append(Step(notebook, parameters, **step_limits))
     return sorted(steps, key=lambda s: s.name)
 
 
@@ -104,43 +150,107 @@ def set_aside_stale(run_dir: Path, fp: str) -> Path | None:
     return target
 
 
-def run_study(params_file: str | Path, *, force: bool = False, kernel_name: str = "python3") -> Path:
-    """Run every step of ``params_file`` not already finished; returns the study's run folder."""
-    import papermill
+@dataclass
+class StepReport:
+    """What happened to one step in this invocation, for the closing summary."""
 
+    name: str
+    status: str  # finished | skipped (finished earlier) | failed | timed out | not run
+    seconds: float | None
+    executed: Path
+
+
+def run_study(params_file: str | Path, *, force: bool = False, kernel_name: str = "python3",
+              stream: Any = None) -> Path:
+    """Run every step of ``params_file`` not already finished; returns the study's run folder.
+
+    Progress and the closing summary go to ``stream`` (stdout)."""
+    from papermill import PapermillExecutionError
+
+    from lib.notebook_runner import NotebookTimeout, execute_notebook
+
+    out = stream or sys.stdout
     params_path = resolve_path(params_file)
     steps = load_study(params_path)
     study_dir = RUNS_DIR / params_path.stem
+    reports = [StepReport(s.name, "not run", None, study_dir / s.name / f"{s.name}.ipynb") for s in steps]
     redo_rest = force
-    for step in steps:
-        run_dir = study_dir / step.name
-        done = run_dir / DONE_FILE
-        fp = fingerprint(step)
-        if not redo_rest and done.is_file() and json.loads(done.read_text()).get("fingerprint") == fp:
-            print(f"[study] {step.name}: finished earlier, skipped ({done})")
-            continue
-        redo_rest = True  # later notebooks consume this one's results
-        set_aside_stale(run_dir, fp)
-        done.unlink(missing_ok=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / STARTED_FILE, json.dumps({"fingerprint": fp}) + "\n")
-        executed = run_dir / f"{step.name}.ipynb"
-        print(f"[study] {step.name}: running -> {executed}", flush=True)
-        start = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(step.notebook), str(executed),
-                parameters={**step.parameters, "run_dir": str(run_dir)},
-                kernel_name=kernel_name, cwd=str(REPO_ROOT), progress_bar=False, log_output=False,
-            )
-        except papermill.PapermillExecutionError as err:
-            raise StudyError(f"{step.name} failed ({err.ename}: {err.evalue}). The executed notebook with the "
-                             f"traceback is {executed}. Fix the cause and rerun: finished steps are skipped") from err
-        seconds = time.perf_counter() - start
-        atomic_write_text(done, json.dumps({"fingerprint": fp, "seconds": round(seconds, 1),
-                                            "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
-        print(f"[study] {step.name}: done in {seconds:.0f} s", flush=True)
+    started = time.perf_counter()
+    try:
+        for step, report in zip(steps, reports):
+            run_dir = study_dir / step.name
+            done = run_dir / DONE_FILE
+            fp = fingerprint(step)
+            if not redo_rest and done.is_file() and json.loads(done.read_text()).get("fingerprint") == fp:
+                print(f"[study] {step.name}: finished earlier, skipped ({done})", file=out, flush=True)
+                report.status, report.seconds = "skipped", json.loads(done.read_text()).get("seconds")
+                continue
+            redo_rest = True  # later notebooks consume this one's results
+            set_aside_stale(run_dir, fp)
+            done.unlink(missing_ok=True)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / STARTED_FILE, json.dumps({"fingerprint": fp}) + "\n")
+            executed = report.executed
+            print(f"[study] {step.name}: running -> {executed} (limits: {step.cell_timeout_s:.0f} s per cell, "
+                  f"{step.notebook_timeout_s:.0f} s per notebook)", file=out, flush=True)
+            start = time.perf_counter()
+            try:
+                execute_notebook(step.notebook, executed, parameters={**step.parameters, "run_dir": str(run_dir)},
+                                 name=step.name, cell_timeout_s=step.cell_timeout_s,
+                                 notebook_timeout_s=step.notebook_timeout_s, cwd=REPO_ROOT, kernel_name=kernel_name,
+                                 stream=out, heartbeat_s=HEARTBEAT_S, kernel_log=run_dir / KERNEL_LOG)
+            except NotebookTimeout as err:
+                report.status, report.seconds = "timed out", time.perf_counter() - start
+                raise StudyError(f"{step.name} timed out: {err}. The executed notebook, with the interrupted cell's "
+                                 f"traceback, is {executed}. If the work is legitimately longer, raise the limit in the "
+                                 f"'{RUNNER_KEY}' section of {params_path}; rerun: finished steps are skipped") from err
+            except PapermillExecutionError as err:
+                report.status, report.seconds = "failed", time.perf_counter() - start
+                raise StudyError(f"{step.name} failed ({err.ename}: {err.evalue}). The executed notebook with the "
+                                 f"traceback is {executed}. Fix the cause and rerun: finished steps are skipped") from err
+            seconds = time.perf_counter() - start
+            report.status, report.seconds = "finished", seconds
+            atomic_write_text(done, json.dumps({"fingerprint": fp, "seconds": round(seconds, 1),
+                                                "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+            print(f"[study] {step.name}: done in {seconds:.0f} s", file=out, flush=True)
+    finally:
+        print(format_summary(reports, study_dir, time.perf_counter() - started), file=out, flush=True)
     return study_dir
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
+
+
+def format_summary(reports: list[StepReport], study_dir: Path, seconds: float) -> str:
+    """One screen: each step's status and time, where the outputs are, and the headline table."""
+    lines = ["", f"[study] summary of {study_dir.name} ({_duration(seconds)} in this run)"]
+    for r in reports:
+        inside = r.executed.is_relative_to(REPO_ROOT)
+        where = (os.path.relpath(r.executed, REPO_ROOT) if inside else str(r.executed)) if r.status != "not run" else ""
+        lines.append(f"  {r.name:22s} {r.status:10s} {_duration(r.seconds):>12s}  {where}")
+    lines.append(f"  outputs: {study_dir} (executed notebooks, figures/, metrics.json per step; kernel.log: kernel output)")
+    table = _headline_lines(study_dir) if any(r.status in ("finished", "skipped") for r in reports) else []
+    return "\n".join(lines + table)
+
+
+def _headline_lines(study_dir: Path, max_rows: int = 16) -> list[str]:
+    """The study's accuracy table (video top-1 %, mean ± std over seeds) as aligned text, if any model ran."""
+    try:
+        from lib.classify import views
+
+        frame = views.study_frame(study_dir)
+        if frame.empty:
+            return []
+        table = views.headline_table(frame)[["model", "input", "seeds", "val", "test (video)", "published test"]]
+    except Exception as err:  # noqa: BLE001 - the summary never hides the run's own outcome
+        return [f"  (no results table: {type(err).__name__}: {err})"]
+    shown = table.head(max_rows).to_string(index=False)
+    more = [f"  ... {len(table) - max_rows} more rows in 07_compare"] if len(table) > max_rows else []
+    return ["  results (video-level top-1 %, mean ± std over seeds):"] + ["    " + line for line in shown.splitlines()] + more
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,28 +145,29 @@ def scrub_view(original, reconstruction, latent, *, frame: int, channel: int):
 
 
 def latent_scrubber(original, reconstruction, latent):
-    """An ipywidgets scrubber over frames and latent channels (JupyterLab), plus a static
-    fallback: the view at frame 0 / channel 0 is drawn immediately, so a notebook executed
-    headless (papermill, nbmake) still shows a picture where the widget cannot render."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    """A scrubber over frames and latent channels: sliders and the view of :func:`scrub_view`.
 
-    display(scrub_view(original, reconstruction, latent, frame=0, channel=0))
-    plt.close("all")
-    try:
-        import ipywidgets as widgets
-    except ImportError:
-        return None
+    In a Jupyter kernel with ipywidgets: an :class:`~lib.interactive.InteractiveView` (the live
+    widget in JupyterLab; a static picture of frame 0 / channel 0 where widgets cannot render,
+    e.g. an executed notebook opened without a kernel). Elsewhere: the figure of that view."""
+    from lib.interactive import InteractiveView, show_figure, widgets_available
+
+    first = scrub_view(original, reconstruction, latent, frame=0, channel=0)
+    if not widgets_available():
+        return first
+    import ipywidgets as widgets
+
     frame_slider = widgets.IntSlider(value=0, min=0, max=original.shape[1] - 1, description="frame")
     channel_slider = widgets.IntSlider(value=0, min=0, max=latent.shape[0] - 1, description="channel")
     output = widgets.Output()
+    picture = show_figure(output, first, text="scrubber view: frame 0, channel 0")
 
     def redraw(_change: object = None) -> None:
-        with output:
-            output.clear_output(wait=True)
-            display(scrub_view(original, reconstruction, latent, frame=frame_slider.value, channel=channel_slider.value))
-            plt.close("all")
+        frame, channel = frame_slider.value, channel_slider.value
+        show_figure(output, scrub_view(original, reconstruction, latent, frame=frame, channel=channel),
+                    text=f"scrubber view: frame {frame}, channel {channel}")
 
     frame_slider.observe(redraw, names="value")
     channel_slider.observe(redraw, names="value")
-    return widgets.VBox([widgets.HBox([frame_slider, channel_slider]), output])
+    view = widgets.VBox([widgets.HBox([frame_slider, channel_slider]), output])
+    return InteractiveView(view, picture, "latent scrubber (frame and channel sliders); static view: frame 0, channel 0")

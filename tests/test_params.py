@@ -16,7 +16,7 @@ from lib.classify.config import TrainConfig
 from lib.models import list_models
 from lib.models.registry import make_config, model_info
 from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR
-from lib.study import RESERVED_PARAMETERS, StudyError, load_study
+from lib.study import RESERVED_PARAMETERS, RUNNER_KEY, StudyError, load_study
 
 PARAMS_FILES = sorted(PARAMS_DIR.glob("*.yaml"))
 
@@ -29,6 +29,8 @@ def test_there_are_params_files() -> None:
 def test_params_match_notebook_parameters(params_file: Path) -> None:
     content = yaml.safe_load(params_file.read_text())
     assert isinstance(content, dict) and content, f"{params_file} is empty"
+    content.pop(RUNNER_KEY, None)  # the runner's limits, checked by load_study
+    load_study(params_file)
     for notebook_name, values in content.items():
         notebook = NOTEBOOKS_DIR / f"{notebook_name}.ipynb"
         assert notebook.is_file(), f"{params_file}: no notebook {notebook}"
@@ -50,6 +52,7 @@ def test_params_models_overrides_and_train_configs_are_valid(params_file: Path) 
     # a typo in a model name, a config field or a TrainConfig key would otherwise surface only
     # when the study reaches that notebook, possibly after an hour of encoding
     content = yaml.safe_load(params_file.read_text())
+    content.pop(RUNNER_KEY, None)
     for notebook_name, values in content.items():
         values = values or {}
         names = [*values.get("models", []), *values.get("pixel_models", []), *values.get("pooled_models", [])]
@@ -74,6 +77,25 @@ def test_study_loader_rejects_unknown_notebook_and_reserved_keys(tmp_path: Path)
     bad.write_text(f"{first}:\n  run_dir: /tmp/x\n")
     with pytest.raises(StudyError, match="run_dir"):
         load_study(bad)
+    bad.write_text(f"{RUNNER_KEY}:\n  cell_timeout: 10\n{first}: {{}}\n")
+    with pytest.raises(StudyError, match="cell_timeout"):
+        load_study(bad)
+    bad.write_text(f"{RUNNER_KEY}:\n  cell_timeout_s: 0\n{first}: {{}}\n")
+    with pytest.raises(StudyError, match="positive"):
+        load_study(bad)
+
+
+def test_runner_limits_have_defaults_and_per_step_overrides(tmp_path: Path) -> None:
+    from lib.study import DEFAULT_CELL_TIMEOUT_S, DEFAULT_NOTEBOOK_TIMEOUT_S
+
+    first, second = [p.stem for p in sorted(NOTEBOOKS_DIR.glob("*.ipynb"))[:2]]
+    params = tmp_path / "limits.yaml"
+    params.write_text(f"{first}: {{}}\n{second}: {{}}\n")
+    assert [(s.cell_timeout_s, s.notebook_timeout_s) for s in load_study(params)] == [
+        (DEFAULT_CELL_TIMEOUT_S, DEFAULT_NOTEBOOK_TIMEOUT_S)] * 2
+    params.write_text(f"{RUNNER_KEY}:\n  cell_timeout_s: 60\n  notebook_timeout_s: 120\n"
+                      f"  steps:\n    {second}: {{cell_timeout_s: 90}}\n{first}: {{}}\n{second}: {{}}\n")
+    assert [(s.cell_timeout_s, s.notebook_timeout_s) for s in load_study(params)] == [(60, 120), (90, 120)]
 
 
 @pytest.mark.parametrize("notebook", sorted(NOTEBOOKS_DIR.glob("*.ipynb")), ids=lambda p: p.stem)

@@ -7,6 +7,7 @@ Runs three two-cell notebooks with papermill on the `python3` kernel (`make venv
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -57,3 +58,46 @@ def test_failed_step_stops_the_chain_and_a_rerun_resumes_there(tmp_path: Path, m
         assert (study_dir / name / "ran.txt").read_text() == "1"
     set_aside = list((runs / study.STALE_DIR / "mini").glob("b_second*/b_second.ipynb"))
     assert len(set_aside) == 1 and "asked to fail" in set_aside[0].read_text()  # other params: kept aside, not reused
+
+
+def _write_sleeping_notebook(path: Path) -> None:
+    parameters = nbformat.v4.new_code_cell('sleep_s: float = 0.0  # seconds the second cell sleeps\nrun_dir: str = ""')
+    parameters.metadata["tags"] = ["parameters"]
+    sleep = nbformat.v4.new_code_cell("import time\ntime.sleep(sleep_s)")
+    notebook = nbformat.v4.new_notebook(cells=[parameters, sleep])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(notebook, path)
+
+
+@pytest.mark.slow
+def test_a_cell_past_the_timeout_stops_the_chain_within_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import time
+
+    notebooks, runs = tmp_path / "notebooks", tmp_path / "runs"
+    notebooks.mkdir()
+    for name in ("a_first", "b_second", "c_third"):
+        _write_sleeping_notebook(notebooks / f"{name}.ipynb")
+    monkeypatch.setattr(study, "NOTEBOOKS_DIR", notebooks)
+    monkeypatch.setattr(study, "RUNS_DIR", runs)
+    monkeypatch.setattr(study, "HEARTBEAT_S", 1.0)
+    params = tmp_path / "slow.yaml"
+    params.write_text("runner: {cell_timeout_s: 4}\na_first: {sleep_s: 2.5}\nb_second: {sleep_s: 600}\nc_third: {}\n")
+    console = io.StringIO()
+
+    start = time.monotonic()
+    with pytest.raises(study.StudyError, match=r"b_second timed out: cell \d/\d ran past the cell timeout of 4 s") as err:
+        study.run_study(params, stream=console)
+    assert time.monotonic() - start < 60  # the 600 s cell was stopped at its 4 s limit (plus kernel start/stop)
+    assert "runner" in str(err.value) and "b_second.ipynb" in str(err.value)
+    executed = (runs / "slow" / "b_second" / "b_second.ipynb").read_text()
+    assert "CellTimeout" in executed and "KeyboardInterrupt" in executed  # named, with where the kernel was
+    assert not (runs / "slow" / "b_second" / study.DONE_FILE).exists() and not (runs / "slow" / "c_third").exists()
+
+    log = console.getvalue()
+    assert re.search(r"\[study\] a_first cell 3/3 import time +2\.\d s\n", log)  # a line per cell, with its time
+    assert re.search(r"\[study\] a_first cell 3/3 import time \(running \ds\)", log)  # the heartbeat inside a long cell
+    assert "TIMED OUT" in log and "Kernel is running over TCP" not in log
+    summary = log[log.index("[study] summary of slow"):]
+    assert re.search(r"a_first +finished", summary) and re.search(r"b_second +timed out", summary)
+    assert re.search(r"c_third +not run", summary)

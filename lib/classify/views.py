@@ -308,14 +308,56 @@ def frame_to_markdown(frame: Any) -> str:
 
 
 # ---- interactive view of a test video ------------------------------------------------------------
+def _test_video_figure(entry: Any, pred: Mapping[str, Any], frames: Sequence[Any], names: Sequence[str],
+                       model_key: str) -> Any:
+    """Frames of one test video (one per clip) over its per-clip class probabilities; each class
+    keeps one colour whatever the model or video, and the clip axis has integer ticks."""
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    n = len(frames)
+    shown = min(n, 8)  # frames of at most 8 clips, evenly spaced, so each stays readable at 10 inches
+    picks = np.linspace(0, n - 1, shown).round().astype(int) if n else np.array([], dtype=int)
+    fig = plt.figure(figsize=(10, 5.6))
+    grid = fig.add_gridspec(2, max(shown, 1), height_ratios=[1, 1.5])
+    for col, i in enumerate(picks):
+        ax = fig.add_subplot(grid[0, col])
+        ax.imshow(frames[i])
+        ax.set_axis_off()
+        ax.set_title(f"clip {i}", fontsize=9)
+    ax = fig.add_subplot(grid[1, :])
+    probs = pred["probs"]
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    top = probs.mean(0).argsort(descending=True)[:5].tolist()
+    for k in dict.fromkeys([pred["label"]] + top):
+        true = k == pred["label"]
+        ax.plot(range(n), probs[:, k].numpy(), "-" if true else "--", marker="o", color=cmap(k % cmap.N),
+                linewidth=2.2 if true else 1.2, label=names[k] + (" (true)" if true else ""))
+    ax.set_ylim(0, 1)
+    ax.set_xlim(-0.5, max(n - 0.5, 0.5))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("clip (1 s each)")
+    ax.set_ylabel("p(class)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    verdict = "correct" if pred["predicted"] == pred["label"] else "wrong"
+    fig.suptitle(f"{entry.id}: true {names[pred['label']]}, predicted {names[pred['predicted']]} ({verdict})\n{model_key}",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 def test_video_view(frame: Any, cache_dir: str | os.PathLike[str], *, model: str | None = None, video: int = 0,
                     fold: int = 1) -> Any:
     """Pick a model and a test video: its frames (one per clip) and per-clip class probabilities,
-    predicted vs true. An ipywidgets UI in JupyterLab; headless, the static view of ``video``."""
-    import matplotlib.pyplot as plt
+    predicted vs true.
 
+    In a Jupyter kernel with ipywidgets: an :class:`~lib.interactive.InteractiveView` (dropdowns
+    over the live view in JupyterLab; the static view of ``model`` and ``video`` where widgets
+    cannot render, e.g. an executed notebook opened without a kernel). Elsewhere: that figure."""
     from lib.cache import open_cache
     from lib.data.video import VideoReader
+    from lib.interactive import InteractiveView, show_figure, widgets_available
 
     cache = open_cache(cache_dir)
     videos = cache.videos("test", fold)
@@ -330,58 +372,29 @@ def test_video_view(frame: Any, cache_dir: str | os.PathLike[str], *, model: str
         entry = videos[index]
         pred = video_predictions(models[model_key], index)
         with VideoReader(entry.path) as reader:
-            firsts = [idx[len(idx) // 2] for idx in entry.clip_frame_indices]
-            frames = reader.read_frames(firsts)
-        n = len(frames)
-        fig = plt.figure(figsize=(min(2.0 * n, 14) + 1, 5.2))
-        grid = fig.add_gridspec(2, max(n, 1), height_ratios=[1, 1.4])
-        for i in range(n):
-            ax = fig.add_subplot(grid[0, i])
-            ax.imshow(frames[i])
-            ax.set_axis_off()
-            ax.set_title(f"clip {i}", fontsize=7)
-        ax = fig.add_subplot(grid[1, :])
-        probs = pred["probs"]
-        top = probs.mean(0).argsort(descending=True)[:5].tolist()
-        for k in dict.fromkeys(top + [pred["label"]]):
-            ax.plot(range(n), probs[:, k].numpy(), "-" if k == pred["label"] else "--", marker="o",
-                    label=names[k] + (" (true)" if k == pred["label"] else ""))
-        ax.set_ylim(0, 1)
-        ax.set_xlabel("clip")
-        ax.set_ylabel("p(class)")
-        ax.legend(fontsize=7, loc="upper right")
-        verdict = "correct" if pred["predicted"] == pred["label"] else "wrong"
-        fig.suptitle(f"{entry.id}: true {names[pred['label']]}, predicted {names[pred['predicted']]} ({verdict}) - {model_key}",
-                     fontsize=9)
-        fig.tight_layout()
-        return fig
+            frames = reader.read_frames([idx[len(idx) // 2] for idx in entry.clip_frame_indices])
+        return _test_video_figure(entry, pred, frames, names, model_key)
 
-    try:
-        import ipywidgets as widgets
-        from IPython import get_ipython
+    def label(model_key: str, index: int) -> str:
+        return f"test video {index} ({videos[index].id}), {model_key}"
 
-        shell = get_ipython()
-        interactive = shell is not None and "ZMQ" in type(shell).__name__ and os.environ.get("PAPERMILL_EXECUTION") is None
-    except ImportError:
-        interactive = False
-    if not interactive:
+    if not widgets_available():
         return draw(first, video)
+    import ipywidgets as widgets
+
     model_box = widgets.Dropdown(options=list(models), value=first, description="model")
     video_box = widgets.Dropdown(options=[(f"{i}: {v.id}", i) for i, v in enumerate(videos)], value=video,
                                  description="test video")
     out = widgets.Output()
+    picture = show_figure(out, draw(first, video), text=label(first, video))
 
     def refresh(*_: Any) -> None:
-        with out:
-            out.clear_output(wait=True)
-            fig = draw(model_box.value, video_box.value)
-            plt.show()
-            plt.close(fig)
+        show_figure(out, draw(model_box.value, video_box.value), text=label(model_box.value, video_box.value))
 
     model_box.observe(refresh, names="value")
     video_box.observe(refresh, names="value")
-    refresh()
-    return widgets.VBox([widgets.HBox([model_box, video_box]), out])
+    view = widgets.VBox([widgets.HBox([model_box, video_box]), out])
+    return InteractiveView(view, picture, f"test-video view (model and video dropdowns); static view: {label(first, video)}")
 
 
 def publish_results(frame: Any, figure: Any, *, study: Path, readme: Path, figures_dir: Path) -> bool:
