@@ -35,6 +35,7 @@ import yaml
 
 from lib.data.synth_ucf101 import LayoutSelection, ensure_layout, parse_groups
 from lib.paths import PARAMS_DIR, resolve_path
+from lib.study import RUNNER_KEY
 
 REAL_PARAMS: Path = PARAMS_DIR / "ucf101_reducio.yaml"
 REHEARSAL_PARAMS: Path = PARAMS_DIR / "ucf101_rehearsal.yaml"
@@ -54,7 +55,8 @@ CHECKPOINT_SEED = 0
 OMEGACONF_HPARAMS = True
 
 _SIZES = frozenset({"seeds", "pixel_seeds", "epochs", "pixel_epochs", "num_workers"})
-#: Per notebook, the keys whose values may differ between the real and the rehearsal params file.
+#: Per notebook, the keys whose values may differ between the real and the rehearsal params file;
+#: the runner's time limits (``runner``, see lib.study) are sizes of the machine and may all differ.
 ALLOWED_DIFFERENCES: dict[str, frozenset[str]] = {
     "00_environment_check": frozenset({"dataset_root", "reducio_checkpoint", "classes_in_grid", "videos_per_class"}),
     "01_reconstruction": frozenset({"dataset_root", "vae_source", "num_videos"}),
@@ -78,8 +80,8 @@ class Difference:
 
     @property
     def allowed(self) -> bool:
-        """Whether :data:`ALLOWED_DIFFERENCES` lets this key differ."""
-        return self.key in ALLOWED_DIFFERENCES.get(self.notebook, frozenset())
+        """Whether :data:`ALLOWED_DIFFERENCES` lets this key differ (any key of the runner section)."""
+        return self.notebook == RUNNER_KEY or self.key in ALLOWED_DIFFERENCES.get(self.notebook, frozenset())
 
     def __str__(self) -> str:
         return f"{self.notebook}.{self.key}: {self.real!r} (real) vs {self.rehearsal!r} (rehearsal)"
