@@ -45,6 +45,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -86,8 +87,17 @@ class ClipBank:
     groups: tuple[int, ...]
     labels: tuple[int, ...]
     clip_indices: tuple[int, ...]
+    # Optional ground-truth displacement to each clip's content frame, float16 (N, T, 2, H, W) in
+    # bank pixels (lib.data.synth_motion), and which clips have one (natural footage has none).
+    motion: torch.Tensor | None = None
+    has_motion: torch.Tensor | None = None  # bool (N,)
 
     def __post_init__(self) -> None:
+        if (self.motion is None) != (self.has_motion is None):
+            raise ValueError("motion and has_motion go together")
+        if self.motion is not None and (self.motion.shape[0] != self.frames.shape[0]
+                                        or self.motion.shape[3:] != self.frames.shape[2:4]):
+            raise ValueError(f"motion {tuple(self.motion.shape)} does not match the frames {tuple(self.frames.shape)}")
         if self.frames.dtype != torch.uint8 or self.frames.ndim != 5 or self.frames.shape[-1] != 3:
             raise ValueError(f"frames must be uint8 (N, T, H, W, 3), got {self.frames.dtype} {tuple(self.frames.shape)}")
         n = self.frames.shape[0]
@@ -310,13 +320,73 @@ def decode_natural_bank(paths: Sequence[str | os.PathLike[str]], *, size: tuple[
 
 def concat_banks(banks: Sequence[ClipBank], repeats: Sequence[int] | None = None) -> ClipBank:
     """One bank holding the clips of ``banks`` in order; ``repeats[i]`` copies of bank i
-    (oversampling a small source, e.g. the natural footage next to the much larger pool)."""
+    (oversampling a small source, e.g. the natural footage next to the much larger pool). When
+    any bank carries ground-truth motion, the others get zero fields marked as absent."""
     repeats = [1] * len(banks) if repeats is None else list(repeats)
     parts = [b for b, r in zip(banks, repeats) for _ in range(r)]
+    motion = has_motion = None
+    if any(b.motion is not None for b in parts):
+        def fields(b: ClipBank) -> torch.Tensor:
+            n, t, h, w, _ = b.frames.shape
+            return b.motion if b.motion is not None else torch.zeros(n, t, 2, h, w, dtype=torch.float16)
+
+        motion = torch.cat([fields(b) for b in parts])
+        has_motion = torch.cat([b.has_motion if b.has_motion is not None else torch.zeros(len(b), dtype=torch.bool)
+                                for b in parts])
     return ClipBank(frames=torch.cat([b.frames for b in parts]),
                     relpaths=tuple(x for b in parts for x in b.relpaths), groups=tuple(x for b in parts for x in b.groups),
                     labels=tuple(x for b in parts for x in b.labels),
-                    clip_indices=tuple(x for b in parts for x in b.clip_indices))
+                    clip_indices=tuple(x for b in parts for x in b.clip_indices), motion=motion, has_motion=has_motion)
+
+
+def _pool_video_motion(task: tuple[dict[str, Any], str, list[int], tuple[int, int]]) -> torch.Tensor:
+    """Worker: the ground-truth displacement fields (K, T, 2, h, w) of one pool video's clips."""
+    from lib.data.clips import sample_clips
+    from lib.data.synth_motion import clip_displacements
+    from lib.data.synth_pool import FPS, PoolVideoSpec
+
+    spec_fields, relpath, clip_indices, size = task
+    group, clip = (int(part[1:]) for part in Path(relpath).stem.split("_")[1:3])
+    spec = PoolVideoSpec(group, clip, **spec_fields)
+    scene = spec.scene()
+    clips = {c.index: c for c in sample_clips(spec.num_frames, FPS, ClipSpec(), mode="all")}
+    return torch.stack([clip_displacements(scene, list(clips[i].frame_indices), size=size) for i in clip_indices])
+
+
+def attach_pool_motion(bank: ClipBank, root: str | os.PathLike[str], *, workers: int | None = None,
+                       progress: bool = True) -> ClipBank:
+    """``bank`` (decoded from the pool at ``root``) with its ground-truth displacement fields.
+
+    Each pool video is re-rendered from its spec (deterministic) to get its objects' exact
+    trajectories; the fields match the bank's clips frame for frame (same clip sampling)."""
+    import json
+
+    from tqdm.auto import tqdm
+
+    from lib.data.synth import MANIFEST_NAME
+
+    manifest = json.loads((Path(root) / MANIFEST_NAME).read_text())
+    spec_fields = {"seed": int(manifest["seed"]), "duration_s": tuple(manifest["preset"]["duration_s"]),
+                   "objects": tuple(manifest["preset"]["objects"])}
+    order: dict[str, list[int]] = {}
+    for i, relpath in enumerate(bank.relpaths):
+        order.setdefault(relpath, []).append(i)
+    tasks = [(spec_fields, relpath, [bank.clip_indices[i] for i in rows], bank.size) for relpath, rows in order.items()]
+    motion = torch.zeros(len(bank), bank.num_frames, 2, *bank.size, dtype=torch.float16)
+    n_proc = max(1, min(workers if workers is not None else (os.cpu_count() or 1), len(tasks)))
+    with tqdm(total=len(tasks), unit="video", desc="motion fields", disable=not progress) as bar:
+        if n_proc == 1:
+            results = map(_pool_video_motion, tasks)
+            for rows, fields in zip(order.values(), results):
+                motion[rows] = fields
+                bar.update()
+        else:
+            with multiprocessing.get_context("spawn").Pool(n_proc, initializer=_init_worker) as pool:
+                for rows, fields in zip(order.values(), pool.imap(_pool_video_motion, tasks, chunksize=4)):
+                    motion[rows] = fields
+                    bar.update()
+    return ClipBank(frames=bank.frames, relpaths=bank.relpaths, groups=bank.groups, labels=bank.labels,
+                    clip_indices=bank.clip_indices, motion=motion, has_motion=torch.ones(len(bank), dtype=torch.bool))
 
 
 # --- batches ---------------------------------------------------------------------------------------
@@ -382,19 +452,24 @@ class ClipBatchSampler:
             out.append(int(self._permutation(p // n)[p % n]))
         return torch.tensor(out, dtype=torch.long)
 
-    def batch(self, step: int, crop: tuple[int, int] | None = None) -> torch.Tensor:
-        """float32 (B, 3, T, h, w) clips in [-1, 1] of ``step`` (``crop`` overrides the sampler's)."""
+    def _draws(self, step: int, crop: tuple[int, int] | None) -> tuple[torch.Tensor, list[int], list[int], torch.Tensor,
+                                                                        list[torch.Tensor], torch.Tensor, tuple[int, int]]:
         idx = self.indices(step)
         g = make_generator(self.seed, _AUGMENT_DOMAIN, step)
         (h, w), (ch, cw) = self.bank.size, (crop or self.crop)
         _check_crop(self.bank.size, (ch, cw))
-        tops = torch.randint(0, h - ch + 1, (len(idx),), generator=g)
-        lefts = torch.randint(0, w - cw + 1, (len(idx),), generator=g)
+        tops = torch.randint(0, h - ch + 1, (len(idx),), generator=g).tolist()
+        lefts = torch.randint(0, w - cw + 1, (len(idx),), generator=g).tolist()
         flips = torch.rand(len(idx), generator=g) < 0.5
         perms = [torch.randperm(3, generator=g) for _ in range(len(idx))]
         inverts = torch.rand(len(idx), 3, generator=g) < 0.5
+        return idx, tops, lefts, flips, perms, inverts, (ch, cw)
+
+    def batch(self, step: int, crop: tuple[int, int] | None = None) -> torch.Tensor:
+        """float32 (B, 3, T, h, w) clips in [-1, 1] of ``step`` (``crop`` overrides the sampler's)."""
+        idx, tops, lefts, flips, perms, inverts, (ch, cw) = self._draws(step, crop)
         frames = []
-        for k, (i, top, left) in enumerate(zip(idx.tolist(), tops.tolist(), lefts.tolist())):
+        for k, (i, top, left) in enumerate(zip(idx.tolist(), tops, lefts)):
             f = self.bank.frames[i, :, top:top + ch, left:left + cw]  # (T, h, w, 3)
             if self.hflip and flips[k]:
                 f = f.flip(2)
@@ -403,6 +478,22 @@ class ClipBatchSampler:
                 f = torch.where(inverts[k], 255 - f, f)  # per-channel negative
             frames.append(f)
         return frames_to_clips(torch.stack(frames))
+
+    def motion(self, step: int, crop: tuple[int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ground-truth displacement fields of :meth:`batch`'s clips, float32 (B, 2, T, h, w)
+        in pixels (cropped and mirrored like the clips: a flip negates x), and which clips have
+        one, bool (B,). Needs a bank with ``motion``."""
+        if self.bank.motion is None or self.bank.has_motion is None:
+            raise ValueError("this bank carries no ground-truth motion")
+        idx, tops, lefts, flips, _, _, (ch, cw) = self._draws(step, crop)
+        fields = []
+        for k, (i, top, left) in enumerate(zip(idx.tolist(), tops, lefts)):
+            m = self.bank.motion[i, :, :, top:top + ch, left:left + cw].float()  # (T, 2, h, w)
+            if self.hflip and flips[k]:
+                m = m.flip(3)
+                m[:, 0] = -m[:, 0]
+            fields.append(m.permute(1, 0, 2, 3))
+        return torch.stack(fields), self.bank.has_motion[idx]
 
 
 def bank_summary(bank: ClipBank) -> dict[str, object]:

@@ -185,6 +185,16 @@ def pyramid_l1(x: torch.Tensor, y: torch.Tensor, factors: tuple[int, ...] = PYRA
     return total
 
 
+def motion_l1(flow: torch.Tensor, target: torch.Tensor, has_target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error (px) of a displacement field (B, 2, T, H, W) against ``target`` over the
+    clips that have one (``has_target`` bool (B,)); 0 (with a gradient path) when none has."""
+    if flow.shape != target.shape:
+        raise ValueError(f"flow {tuple(flow.shape)} and target {tuple(target.shape)} differ")
+    weight = has_target.to(flow.dtype).view(-1, 1, 1, 1, 1)
+    per_clip = (flow.float() - target.float()).abs().mean(dim=(1, 2, 3, 4))
+    return (per_clip * weight.flatten()).sum() / weight.sum().clamp(min=1.0)
+
+
 def kl_standard_normal(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mean, exp(logvar)) || N(0, I)) summed over all non-batch dims (B,).
 
@@ -210,6 +220,7 @@ class VAELossWeights:
     mse: float = 0.0
     shift: float = 0.0  # per pixel of mean-field error (see the module docstring)
     pyramid: float = 0.0  # L1 of 2x, 4x and 8x average-pooled frames, summed over the scales
+    motion: float = 0.0  # per pixel of displacement-field error against the ground truth (module doc)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -226,6 +237,7 @@ def vae_loss(
     weights: VAELossWeights = VAELossWeights(),
     flow: torch.Tensor | None = None,
     content_index: int | None = None,
+    motion: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss of a batch and its terms.
 
@@ -248,7 +260,7 @@ def vae_loss(
     total = (weights.pyramid * pyramid_term + weights.l1 * l1_term + weights.mse * mse_term + weights.ssim * (1.0 - ssim_val) + weights.grad * grad_term
              + weights.kl * kl_term / pixels_per_clip)
     shift_term = torch.zeros(())
-    if flow is not None:
+    if flow is not None and weights.shift > 0:
         if content_index is None:
             raise ValueError("the shift term needs content_index (the content frame's index)")
         target = global_shift_targets(x.detach(), content_index=content_index)  # (B, 2, T) px
@@ -256,8 +268,14 @@ def vae_loss(
         total = total + weights.shift * shift_term
     elif weights.shift > 0:
         raise ValueError("loss weight shift > 0 needs the decoder's displacement field (a content_warp model)")
+    motion_term = torch.zeros(())
+    if weights.motion > 0:
+        if flow is None or motion is None:
+            raise ValueError("loss weight motion > 0 needs the displacement field and the ground-truth motion")
+        total = total + weights.motion * (motion_term := motion_l1(flow, *motion))
     terms = {"loss": total.item(), "l1": l1_term.item(), "ssim": ssim_val.item(), "grad": grad_term.item(),
-             "kl": kl_term.item(), "mse": mse_term.item(), "shift": shift_term.item(), "pyramid": pyramid_term.item()}
+             "kl": kl_term.item(), "mse": mse_term.item(), "shift": shift_term.item(), "pyramid": pyramid_term.item(),
+             "motion": motion_term.item()}
     return total, terms
 
 

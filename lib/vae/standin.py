@@ -92,28 +92,54 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
+def _run_summary(run_dir: Path) -> dict[str, Any]:
+    """Steps, wall time, config and held-out figures of a pretraining run: from its metrics.json
+    when finished, else from its last checkpoint (train_state.pt) with ``finished: false``."""
+    import torch
+
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        m = json.loads(metrics_path.read_text())
+        return {"finished": True, "config": m["config"], "train_preset": m["train_preset"],
+                "model_preset": m["model_preset"], "seed": m["seed"], "steps": m["steps"], "batch_size": m["batch_size"],
+                "train_wall_time_s": m["train_wall_time_s"], "train_clips": m["train_bank"]["clips"],
+                "heldout": m["heldout"]}
+    state_path = run_dir / "train_state.pt"
+    if not state_path.is_file():
+        raise StandinError(run_dir, "holds no pretraining run (no metrics.json, no train_state.pt)",
+                           "train one: python -m lib.vae train --preset pretrain --out " + str(run_dir))
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    cfg = state["config"]
+    return {"finished": False, "config": cfg, "train_preset": cfg["preset"]["name"],
+            "model_preset": cfg["preset"]["model_preset"], "seed": cfg["seed"], "steps": int(state["step"]),
+            "planned_steps": cfg["preset"]["steps"], "batch_size": cfg["preset"]["batch_size"],
+            "train_wall_time_s": round(float(state["elapsed_s"]), 2), "train_clips": None, "heldout": None}
+
+
 def provenance(run_dir: Path, *, command: str) -> dict[str, Any]:
     """What produced a pretraining run: command, commit, pool, steps, wall time, machine."""
     from lib.data.synth import MANIFEST_NAME
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    cfg = metrics["config"]
+    run = _run_summary(run_dir)
+    cfg = run["config"]
     pool_manifest = json.loads((Path(cfg["data_root"]) / MANIFEST_NAME).read_text())
     return {
         "command": command,
         "commit": git_commit(),
-        "train_preset": metrics["train_preset"],
-        "model_preset": metrics["model_preset"],
-        "seed": metrics["seed"],
+        "finished": run["finished"],
+        "train_preset": run["train_preset"],
+        "model_preset": run["model_preset"],
+        "seed": run["seed"],
         "data": {"pool_generator": pool_manifest["generator"], "pool_generator_version": pool_manifest["generator_version"],
                  "pool_preset": pool_manifest["preset"]["name"], "pool_seed": pool_manifest["seed"],
                  "pool_videos": pool_manifest["num_videos"], "natural_footage": cfg["preset"]["natural_repeats"] > 0,
-                 "train_clips": metrics["train_bank"]["clips"], "eval_root": Path(cfg["eval_root"]).name},
-        "steps": metrics["steps"],
-        "batch_size": metrics["batch_size"],
-        "train_wall_time_s": metrics["train_wall_time_s"],
+                 "train_clips": run["train_clips"], "eval_root": Path(cfg["eval_root"]).name},
+        "steps": run["steps"],
+        **({"planned_steps": run["planned_steps"]} if not run["finished"] else {}),
+        "batch_size": run["batch_size"],
+        "train_wall_time_s": run["train_wall_time_s"],
         "machine": machine(),
-        "training_metrics": {"heldout": metrics["heldout"]},
+        "training_metrics": {"heldout": run["heldout"]},
     }
 
 
@@ -128,9 +154,6 @@ def export_standin(run_dir: str | Path, *, command: str, out: Path = STANDIN_FIL
     from lib.vae.probe import probe_vae
 
     run_dir = Path(run_dir)
-    if not (run_dir / "metrics.json").is_file():
-        raise StandinError(run_dir, "holds no finished pretraining run (no metrics.json)",
-                           "finish it first: python -m lib.vae train --preset pretrain --out " + str(run_dir))
     vae = load_reducio(str(run_dir / "vae.safetensors"), device="cpu")
     training = dict((vae.checkpoint_info.metadata or {}).get("training") or {})
     info = provenance(run_dir, command=command)

@@ -140,7 +140,7 @@ HISTORY_NAME = "history.csv"
 METRICS_NAME = "metrics.json"
 STATE_FORMAT = 1
 _POSTERIOR_DOMAIN = 0x5A3F  # seed stream of the per-step posterior noise
-HISTORY_COLUMNS = ("step", "loss", "l1", "ssim", "grad", "kl", "shift", "pyramid", "grad_norm", "lr", "elapsed_s", "clips_per_s",
+HISTORY_COLUMNS = ("step", "loss", "l1", "ssim", "grad", "kl", "shift", "pyramid", "motion", "grad_norm", "lr", "elapsed_s", "clips_per_s",
                    "probe_psnr", "probe_ssim")
 
 
@@ -284,13 +284,13 @@ PRESETS: dict[str, TrainPreset] = {
     # The shipped stand-in VAE: the local-default architecture pretrained on the unlabelled pool
     # (lib.data.synth_pool) + natural footage, never on the labelled set (make vae).
     "pretrain": TrainPreset(
-        name="pretrain", model_preset="local-default", steps=10000, batch_size=2, lr=5e-4, warmup_steps=200,
+        name="pretrain", model_preset="local-default", steps=6000, batch_size=2, lr=5e-4, warmup_steps=200,
         final_lr_fraction=0.05, weight_decay=0.0, grad_clip=1.0, bank_size=(72, 96), crop=(64, 96), hflip=True,
         color_aug=True, max_train_clips_per_video=None, val_clips=None, probe_clips=8, checkpoint_every=250,
         eval_batch_size=8, logvar_init=-6.0, out_lr_scale=10.0, ema_decay=0.999,
-        # pyramid: L1 of 2x/4x/8x pooled frames, where a moving object outweighs the sensor noise
-        # (480-step pilots on 1 thread: linear probe 26.4 % with weight 1 vs 14.5 % without)
-        loss=replace(LOCAL_LOSS, pyramid=2.0), mse_head_only=True, data="pool", natural_repeats=3,
+        # pyramid: L1 of 2x/4x/8x pooled frames, where a moving object outweighs the sensor noise.
+        # motion: the pool's ground-truth displacement supervises the decoder's field (lib.data.synth_motion).
+        loss=replace(LOCAL_LOSS, pyramid=1.0, motion=0.05), mse_head_only=True, data="pool", natural_repeats=3,
         small_crop=(32, 64), full_crop_every=4,  # 3 of 4 steps on 32x64 windows: ~2.3x cheaper per step
     ),
     # CI: the pretraining path on the smoke pool, seconds.
@@ -298,8 +298,8 @@ PRESETS: dict[str, TrainPreset] = {
         name="pretrain_smoke", model_preset="local-smoke", steps=6, batch_size=2, lr=1e-3, warmup_steps=2,
         final_lr_fraction=0.1, weight_decay=0.0, grad_clip=1.0, bank_size=(36, 48), crop=(32, 32), hflip=True,
         color_aug=True, max_train_clips_per_video=2, val_clips=None, probe_clips=2, checkpoint_every=3,
-        eval_batch_size=4, logvar_init=-6.0, out_lr_scale=10.0, ema_decay=0.9, loss=replace(LOCAL_LOSS, pyramid=1.0),
-        mse_head_only=True, data="pool", natural_repeats=0,
+        eval_batch_size=4, logvar_init=-6.0, out_lr_scale=10.0, ema_decay=0.9,
+        loss=replace(LOCAL_LOSS, pyramid=1.0, motion=0.05), mse_head_only=True, data="pool", natural_repeats=0,
     ),
 }
 
@@ -492,7 +492,8 @@ def _spread(n_total: int, n: int | None) -> list[int]:
 # =================================================================================================
 def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *, weights: VAELossWeights,
                generator: torch.Generator | None, grad_clip: float, bf16: bool = False,
-               sample: bool = True, mse_head_only: bool = False) -> dict[str, float]:
+               sample: bool = True, mse_head_only: bool = False,
+               motion: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
     """One AdamW step on clips ``x`` (B, 3, T, H, W) with the official forward pass.
 
     forward = posterior sample (``generator``) -> latent layer norm -> decode with the content
@@ -501,12 +502,14 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     a CPU with AVX512-BF16 this makes the convolutions 1.6-2.8x faster). Returns the loss terms
     and the pre-clipping gradient norm. ``mse_head_only``: the MSE term's gradient reaches only the
     decoder's ``conv_out`` (the filter on the content frame); the rest of the model learns from
-    the other terms (see :attr:`TrainPreset.mse_head_only` for why).
+    the other terms (see :attr:`TrainPreset.mse_head_only` for why). ``motion``: the batch's
+    ground-truth displacement fields (B, 2, T, H, W) px and which clips have one (B,), for the
+    ``motion`` loss term.
     """
     model.train()
     flow = None
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        if weights.shift > 0:  # the auxiliary global-shift term needs the displacement field
+        if weights.shift > 0 or weights.motion > 0:  # the auxiliary terms need the displacement field
             x_rec, posterior, flow = model(x, sample=sample, generator=generator, return_flow=True)
         else:
             x_rec, posterior = model(x, sample=sample, generator=generator)  # (B, 3, T, H, W), posterior
@@ -514,7 +517,7 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     head_mse = mse_head_only and weights.mse > 0
     body_weights = replace(weights, mse=0.0) if head_mse else weights
     loss, terms = vae_loss(x, x_rec.float(), mean=posterior.mean.float(), logvar=posterior.logvar.float(),
-                           weights=body_weights, flow=flow, content_index=(x.shape[2] - 1) // 2)
+                           weights=body_weights, flow=flow, content_index=(x.shape[2] - 1) // 2, motion=motion)
     if head_mse:
         terms["loss"] += weights.mse * terms["mse"]  # logged as the full objective
     if not math.isfinite(terms["loss"]):
@@ -607,7 +610,7 @@ def load_banks(cfg: RunConfig, *, workers: int | None, progress: bool) -> _Banks
     clip of the pretraining pool ``data_root`` plus ``natural_repeats`` copies of the natural
     footage, and take their held-out clips from the val split of ``eval_root``.
     """
-    from lib.vae.clip_data import concat_banks, decode_natural_bank, pool_records
+    from lib.vae.clip_data import attach_pool_motion, concat_banks, decode_natural_bank, pool_records
 
     start = time.perf_counter()
     p = cfg.preset
@@ -620,9 +623,13 @@ def load_banks(cfg: RunConfig, *, workers: int | None, progress: bool) -> _Banks
     spec = ClipSpec()
     if p.data == "pool":
         train_records = pool_records(cfg.data_root)
+    elif p.loss.motion > 0:
+        raise ValueError("the motion term needs ground-truth displacements: a pool run (data 'pool')")
     train = decode_clip_bank(train_records, size=p.bank_size, spec=spec, mode="all",
                              max_clips_per_video=p.max_train_clips_per_video, workers=workers, progress=progress,
                              desc="decode train")
+    if p.data == "pool" and p.loss.motion > 0:
+        train = attach_pool_motion(train, cfg.data_root, workers=workers, progress=progress)
     if p.data == "pool" and p.natural_repeats > 0:
         from lib.data.natural import natural_video_paths
 
@@ -640,7 +647,7 @@ def load_banks(cfg: RunConfig, *, workers: int | None, progress: bool) -> _Banks
 
 def _history_row(step: int, terms: Mapping[str, float], lr: float, elapsed: float, clips_per_s: float) -> dict[str, Any]:
     row = {"step": step, **{k: f"{terms.get(k, 0.0):.6g}" for k in ("loss", "l1", "ssim", "grad", "kl", "shift", "pyramid",
-                                                                  "grad_norm")},
+                                                                  "motion", "grad_norm")},
            "lr": f"{lr:.6g}", "elapsed_s": f"{elapsed:.2f}", "clips_per_s": f"{clips_per_s:.3f}",
            "probe_psnr": "", "probe_ssim": ""}
     return {k: row[k] for k in HISTORY_COLUMNS}
@@ -745,7 +752,8 @@ def run(
             for group in optimizer.param_groups:
                 group["lr"] = lr * group.get("lr_scale", 1.0)
             x = sampler.batch(step, p.crop_at(step))  # (B, 3, 16, h, w) in [-1, 1]
-            terms = train_step(model, optimizer, x, weights=p.loss,
+            motion = sampler.motion(step, p.crop_at(step)) if p.loss.motion > 0 else None
+            terms = train_step(model, optimizer, x, weights=p.loss, motion=motion,
                                generator=make_generator(cfg.seed, _POSTERIOR_DOMAIN, step), grad_clip=p.grad_clip,
                                bf16=p.bf16, sample=p.sample_posterior, mse_head_only=p.mse_head_only)
             step += 1
@@ -885,6 +893,8 @@ def build_parser() -> argparse.ArgumentParser:
     over.add_argument("--kl-weight", type=float, default=None)
     over.add_argument("--shift-weight", type=float, default=None, help="auxiliary global-shift term (px)")
     over.add_argument("--pyramid-weight", type=float, default=None, help="L1 of 2x/4x/8x pooled frames")
+    over.add_argument("--motion-weight", type=float, default=None,
+                      help="L1 (px) of the displacement field against the pool's ground truth")
     over.add_argument("--mse-scope", choices=("all", "head"), default=None,
                       help="the MSE term trains the whole model or only the decoder's conv_out")
     over.add_argument("--no-hflip", action="store_true", help="disable random horizontal flips")
@@ -921,7 +931,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         changes["color_aug"] = False
     if args.precision is not None:
         changes["bf16"] = args.precision == "bf16"
-    loss_changes = {k: getattr(args, f"{k}_weight") for k in ("l1", "mse", "ssim", "grad", "kl", "shift", "pyramid")
+    loss_changes = {k: getattr(args, f"{k}_weight") for k in ("l1", "mse", "ssim", "grad", "kl", "shift", "pyramid", "motion")
                     if getattr(args, f"{k}_weight") is not None}
     if loss_changes:
         changes["loss"] = replace(preset.loss, **loss_changes)
