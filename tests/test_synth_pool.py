@@ -122,3 +122,101 @@ def test_natural_footage_is_found_and_tiled() -> None:
     assert len(bank) == 4 * (1 + 2) and bank.frames.shape[1:] == (16, 72, 96, 3)
     assert set(bank.labels) == {-1} and all(r.startswith("natural/carphone_pristine.mp4@") for r in bank.relpaths)
     assert tile_boxes(144, 176, (72, 96)) == [(0, 40), (72, 40)]
+
+
+# --- ground-truth displacement -------------------------------------------------------------------------
+def _single_object_scene(**motion: np.ndarray) -> synth_pool.PoolScene:
+    """A pool scene reduced to its first object with the given per-frame motion, no noise."""
+    from dataclasses import replace
+
+    scene = PoolVideoSpec(2, 3, duration_s=(1.2, 1.2), objects=(1, 1)).scene()
+    master, m = scene.objects[0]
+    n = len(m.scale)
+    defaults = {"centre_xy": np.tile([160.0, 120.0], (n, 1)), "angle_deg": np.zeros(n), "scale": np.ones(n)}
+    m = synth_pool.ObjectMotion(base_px=m.base_px, **{**defaults, **motion})
+    return replace(scene, objects=((master, m),), camera_xy=np.zeros((n, 2), dtype=np.int64), noise=None)
+
+
+def _warp_error(scene: synth_pool.PoolScene, frame: int, reference: int) -> tuple[float, float]:
+    import torch
+
+    from lib.data.synth_motion import displacement, label_map
+    from lib.vae.decoder import warp_frame
+
+    frames = np.stack(list(synth_pool.iter_pool_frames(scene))).astype(np.float32)
+    field = torch.from_numpy(displacement(scene, frame, reference))
+    content = torch.from_numpy(frames[reference]).permute(2, 0, 1)[None]
+    warped = warp_frame(content, field[None, :, None])[0, :, 0]
+    target = torch.from_numpy(frames[frame]).permute(2, 0, 1)
+    # Object pixels whose source lies inside the reference frame (a wrapping object's far side
+    # keeps its continuous displacement, which points past the edge).
+    ys, xs = torch.meshgrid(torch.arange(synth.FRAME_H) + 0.5, torch.arange(synth.FRAME_W) + 0.5, indexing="ij")
+    sx, sy = xs + field[0], ys + field[1]
+    lands = (sx >= 1) & (sx < synth.FRAME_W - 1) & (sy >= 1) & (sy < synth.FRAME_H - 1)
+    inside = torch.from_numpy(label_map(scene, frame) >= 0) & lands
+    return ((content[0] - target).abs().mean(0)[inside].mean().item(),
+            (warped - target).abs().mean(0)[inside].mean().item())
+
+
+@pytest.mark.parametrize("kind", ["translation", "rotation", "scaling", "wrap"])
+def test_ground_truth_displacement_warps_the_content_frame_onto_the_frame(kind: str) -> None:
+    n = 30
+    t = np.arange(n, dtype=np.float64)
+    motion = {
+        "translation": {"centre_xy": np.stack([100 + 2.0 * t, 120 - 1.5 * t], axis=1)},
+        "rotation": {"angle_deg": 6.0 * t},  # clockwise on screen
+        "scaling": {"scale": 0.8 * 1.03 ** t},
+        "wrap": {"centre_xy": np.stack([(300 + 3.0 * t) % synth.FRAME_W, np.full(n, 100.0)], axis=1)},
+    }[kind]
+    unwarped, warped = _warp_error(_single_object_scene(**motion), frame=4, reference=20)
+    assert unwarped > 20 and warped < 0.35 * unwarped, (unwarped, warped)
+
+
+def test_background_displacement_is_the_camera_offset() -> None:
+    from dataclasses import replace
+
+    from lib.data.synth_motion import BACKGROUND, displacement, label_map
+
+    scene = _single_object_scene()
+    cam = np.zeros((len(scene.camera_xy), 2), dtype=np.int64)
+    cam[5] = (3, -2)
+    scene = replace(scene, camera_xy=cam)
+    field, labels = displacement(scene, 5, 0), label_map(scene, 5)
+    assert (field[0][labels == BACKGROUND] == 3).all() and (field[1][labels == BACKGROUND] == -2).all()
+
+
+def test_motion_fields_follow_crops_and_flips() -> None:
+    import torch
+
+    from lib.vae.clip_data import ClipBank, ClipBatchSampler
+
+    frames = torch.zeros(3, 16, 36, 48, 3, dtype=torch.uint8)
+    motion = torch.zeros(3, 16, 2, 36, 48, dtype=torch.float16)
+    motion[:, :, 0, :, :24] = 1.0  # x displacement +1 on the left half
+    bank = ClipBank(frames=frames, relpaths=("a", "b", "c"), groups=(1, 1, 1), labels=(-1, -1, -1),
+                    clip_indices=(0, 0, 0), motion=motion, has_motion=torch.tensor([True, True, False]))
+    sampler = ClipBatchSampler(bank, batch_size=3, crop=(32, 32), hflip=True, seed=0)
+    for step in range(6):
+        idx, tops, lefts, flips, *_ = sampler._draws(step, None)
+        fields, has = sampler.motion(step)
+        assert fields.shape == (3, 2, 16, 32, 32) and has.tolist() == [bool(bank.has_motion[i]) for i in idx]
+        for k in range(3):
+            expected = motion[idx[k], :, 0, tops[k]:tops[k] + 32, lefts[k]:lefts[k] + 32].float()
+            if flips[k]:
+                expected = -expected.flip(-1)
+            assert torch.equal(fields[k, 0], expected)
+
+
+def test_motion_l1_counts_only_clips_with_ground_truth() -> None:
+    import torch
+
+    from lib.vae.losses import motion_l1
+
+    flow = torch.zeros(2, 2, 4, 8, 8, requires_grad=True)
+    target = torch.ones(2, 2, 4, 8, 8)
+    target[1] = 100.0  # ignored: no ground truth for clip 1
+    loss = motion_l1(flow, target, torch.tensor([True, False]))
+    assert loss.item() == pytest.approx(1.0)
+    loss.backward()
+    assert flow.grad[1].abs().sum() == 0 and flow.grad[0].abs().sum() > 0
+    assert motion_l1(flow, target, torch.tensor([False, False])).item() == 0.0

@@ -13,7 +13,9 @@ pixel corner, pixel centres at ``+0.5``; ``D`` is in pixels, channel 0 = x, 1 = 
 there) with offset ``d`` from the object's centre (the wrapped copy nearest to it):
 ``D = (c_k(c) - c_k(f)) + (s_c / s_f) R(theta_c - theta_f) d - d + (cam_f - cam_c)``; for a
 background pixel ``D = cam_f - cam_c`` (twitching distractors count as background). Occlusions
-are not modelled: a point hidden in frame ``c`` still gets the displacement of its surface.
+are not modelled: a point hidden in frame ``c`` still gets the displacement of its surface. An
+object wrapping around a frame edge keeps a continuous displacement (its far side points past
+the edge), the same as an object leaving a training crop.
 """
 
 from __future__ import annotations
