@@ -52,17 +52,18 @@ def study_vae() -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def tiny_study(tmp_path_factory: pytest.TempPathFactory, study_vae: tuple[str, str]) -> Path:
-    """A study folder holding notebook 03's smoke run of one model (test predictions kept), for 07.
+    """A study folder: notebook 03's smoke run of one model (test predictions kept) and 07 on it.
 
     Built through the study runner: 02 on its smoke defaults (the cache is reused when present),
-    then 03 with lstm_paper for one epoch."""
+    03 with lstm_paper for one epoch, 07 reading them back."""
     from lib import study
 
     vae_source, cache_name = study_vae
     root = tmp_path_factory.mktemp("tiny_study")
     params = root / "tiny.yaml"
     params.write_text(f"02_latent_cache: {{vae_source: '{vae_source}', cache_name: {cache_name}, projection_points: 200}}\n"
-                      f"03_lstm: {{cache_name: {cache_name}, models: [lstm_paper], epochs: 1}}\n")
+                      f"03_lstm: {{cache_name: {cache_name}, models: [lstm_paper], epochs: 1}}\n"
+                      f"07_compare: {{cache_name: {cache_name}}}\n")
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(study, "RUNS_DIR", root / "runs")
         return study.run_study(params)
