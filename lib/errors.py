@@ -19,3 +19,7 @@ class ActionableError(ValueError):
         self.fix = fix
         where = f"{path}: " if path is not None else ""
         super().__init__(f"{where}{reason}" + (f"{self.fix_separator}{fix}" if fix else ""))
+
+
+class UnwritableLocationError(ActionableError):
+    """A folder that cannot be written into (read-only filesystem, no permission, disk full)."""

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from lib.paths import RUNS_DIR, resolve_path
+from lib.paths import RUNS_DIR, ensure_writable_dir, resolve_path
 
 ADHOC_STUDY = "adhoc"
 
@@ -127,9 +127,10 @@ class RunDir:
 
 def open_run(notebook: str, run_dir: str | os.PathLike[str] = "", params: Mapping[str, Any] | None = None) -> RunDir:
     """The run directory of a notebook: ``run_dir`` if given (the study runner passes it), else
-    ``outputs/runs/adhoc/<notebook>``. Saves ``params`` as config.json when given."""
+    ``outputs/runs/adhoc/<notebook>``. Saves ``params`` as config.json when given. A folder that
+    cannot be written is an UnwritableLocationError naming it (and ``LVS_OUTPUTS_DIR``)."""
     path = resolve_path(run_dir) if str(run_dir) else RUNS_DIR / ADHOC_STUDY / notebook
-    path.mkdir(parents=True, exist_ok=True)
+    ensure_writable_dir(path, what="the run directory", fix="make it writable")
     run = RunDir(path)
     if params is not None:
         run.save_config(params)

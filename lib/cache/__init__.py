@@ -12,18 +12,29 @@ Read::
     latents, labels, video_index = load_split("data/caches/default/latent", "train", fold=1)
     cache = open_cache("data/caches/default/latent"); cache.videos("train"), cache.failures
 
-Modules: :mod:`~lib.cache.build` (orchestration), :mod:`~lib.cache.decode` (worker decoding),
-:mod:`~lib.cache.encoders` (VAE and pooled-pixels encoders), :mod:`~lib.cache.entries` (per-video
-files), :mod:`~lib.cache.merge` (packing, folder layout), :mod:`~lib.cache.reader` (reading),
-:mod:`~lib.cache.key` (cache key), :mod:`~lib.cache.plan` (selection and order),
+Check and repair::
+
+    python -m lib.cache verify data/caches/default/latent [--sources]   # every row against its digest
+    python -m lib.cache repair data/caches/default/latent               # rewrites only damaged rows
+
+Modules: :mod:`~lib.cache.build` (orchestration), :mod:`~lib.cache.decode` (worker decoding, in
+bounded parts), :mod:`~lib.cache.video_encoding` (one video's fixed batches),
+:mod:`~lib.cache.runner` (the encoding loop), :mod:`~lib.cache.encoders` (VAE and pooled-pixels
+encoders), :mod:`~lib.cache.entries` (per-video files), :mod:`~lib.cache.merge` (packing, folder
+layout), :mod:`~lib.cache.reader` (reading), :mod:`~lib.cache.key` (cache key),
+:mod:`~lib.cache.manifest` (claiming a folder), :mod:`~lib.cache.claims` (per-video claims of
+builds sharing a folder), :mod:`~lib.cache.sources` (changed source videos),
+:mod:`~lib.cache.integrity` and :mod:`~lib.cache.repair` (digests, verify, repair),
+:mod:`~lib.cache.replace` (replacing a stale cache), :mod:`~lib.cache.plan` (selection and order),
 :mod:`~lib.cache.projection` (PCA / t-SNE for the notebook).
 """
 
 from lib.cache.build import BuildSummary, build_cache
 from lib.cache.encoders import POOLED_PIXELS, pooled_shape
-from lib.cache.errors import CacheError, IncompleteCacheError, StaleCacheError
+from lib.cache.errors import CacheError, DamagedCacheError, IncompleteCacheError, StaleCacheError
 from lib.cache.merge import merge_cache
 from lib.cache.reader import Cache, ClipSet, VideoEntry, load_content_features, load_split, open_cache
+from lib.cache.repair import repair_cache, verify_cache
 
 __all__ = [
     "POOLED_PIXELS",
@@ -31,6 +42,7 @@ __all__ = [
     "Cache",
     "CacheError",
     "ClipSet",
+    "DamagedCacheError",
     "IncompleteCacheError",
     "StaleCacheError",
     "VideoEntry",
@@ -40,4 +52,6 @@ __all__ = [
     "merge_cache",
     "open_cache",
     "pooled_shape",
+    "repair_cache",
+    "verify_cache",
 ]

@@ -12,6 +12,14 @@ over workers and shards, because float results of a convolution change with the 
 computed in. Samples use per-clip seeded CPU generators. So on one device type with one thread
 count, a resumed or sharded build is bit-identical to an uninterrupted one (tested on CPU).
 
+Resuming checks more than the key: a finished cache is redone for every video whose source file
+changed since it was encoded (same size, other modification time or content hash: the key
+covers sizes only; see :mod:`lib.cache.sources`), ``retry_failed`` decodes recorded failures
+again even after the merge, and lost cost figures (``build_stats.json``) are summed again from
+the entries. Two builds on one folder share the work through per-video claims
+(:mod:`lib.cache.claims`). ``replace_stale`` builds a new cache beside a stale one and swaps it
+in (:mod:`lib.cache.replace`); by default a stale cache is an error saying what differs.
+
 Sharding: under ``torchrun --nproc_per_node=N -m lib.cache build ...`` (``WORLD_SIZE`` > 1) rank
 ``r`` takes shard ``r`` of ``N`` (device ``cuda:LOCAL_RANK`` when CUDA is there), the ranks meet at
 a gloo barrier and rank 0 merges. Without torchrun, ``num_shards``/``shard_index`` do the same by
@@ -23,29 +31,37 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from lib.cache.claims import ClaimOwner
 from lib.cache.decode import DecodeSettings
 from lib.cache.encoders import make_encoder
 from lib.cache.errors import CacheError, StaleCacheError
-from lib.cache.key import key_hash
+from lib.cache.key import describe_differences, key_hash
 from lib.cache.manifest import claim, is_done, make_key
-from lib.cache.merge import INDEX_NAME, collect, merge_cache, read_manifest
-from lib.cache.plan import CachePlan, make_plan
-from lib.cache.runner import BuildSummary, run_shard
+from lib.cache.merge import BUILD_STATS_NAME, INDEX_NAME, collect, merge_cache, read_manifest, restore_build_stats
+from lib.cache.plan import CachePlan, failure_path, make_plan
+from lib.cache.replace import recover, replacement_dir, swap_in
+from lib.cache.runner import BuildSummary, ShardSettings, run_shard
+from lib.cache.sources import check_sources, recorded_sources
 from lib.data.clips import ClipSpec, SamplingMode
 from lib.data.sources import resolve_dataset_root
 from lib.data.spatial import SpatialPolicy
 from lib.data.ucf101 import SPLIT_NAMES
-from lib.paths import resolve_path
+from lib.data.video import DEFAULT_MAX_BATCH_BYTES
+from lib.paths import ensure_writable_dir, resolve_path
 
 log = logging.getLogger(__name__)
 STORAGE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
+# The batch budget: the most bytes of frames a decode worker hands over at once (a part of a
+# video, at least one clip) and decodes per decord call, whatever the video's length or size.
+MAX_PART_BYTES = DEFAULT_MAX_BATCH_BYTES
 
 
 def _dist_env() -> tuple[int, int, int] | None:
@@ -97,34 +113,36 @@ def build_cache(
     shard_index: int = 0,
     retry_failed: bool = False,
     replace_stale: bool = False,
+    content_hash: bool = False,
     merge: bool = True,
     progress: bool = True,
 ) -> BuildSummary:
     """Build (or resume, or finish) the cache in ``out_dir``; see the module docstring.
 
     ``data_root``: a UCF101-layout root ("" = the synthetic smoke set). ``vae_source``: anything
-    ``load_reducio`` accepts, ``random:<preset>`` (random init seeded by ``init_seed``, for timing)
-    or ``pooled-pixels`` (the pixel control, ``pool_shape`` or the rule of
-    :func:`lib.cache.encoders.pooled_shape`). ``spatial``: default ``input_policy(vae)`` (the
-    study's 224x288 bucket for pooled pixels). ``preprocess``: ``"workers"`` (CPU, in the decode
-    workers), ``"device"`` (in this process, on the encoder's device) or ``"auto"`` (workers for a
-    CPU encoder, else device). ``threads``: torch intra-op threads while encoding (CPU float results
-    depend on it; torchrun sets 1); default on CPU: the cores left after ``num_workers``, at most
-    torch's default. ``replace_stale``: when ``out_dir`` holds a cache of another key, delete it and
-    build anew (logged with the differences) instead of raising StaleCacheError. Returns a
+    ``load_reducio`` accepts, a training output folder holding exactly one ``vae.safetensors``,
+    ``random:<preset>`` (random init seeded by ``init_seed``, for timing) or ``pooled-pixels``
+    (the pixel control, ``pool_shape`` or the rule of :func:`lib.cache.encoders.pooled_shape`).
+    ``spatial``: default ``input_policy(vae)`` (the study's 224x288 bucket for pooled pixels).
+    ``preprocess``: ``"workers"`` (CPU, in the decode workers), ``"device"`` (in this process,
+    on the encoder's device) or ``"auto"`` (workers for a CPU encoder, else device). ``threads``:
+    torch intra-op threads while encoding (CPU float results depend on it; torchrun sets 1);
+    default on CPU: the cores left after ``num_workers``, at most torch's default.
+    ``replace_stale``: when ``out_dir`` holds a cache of another key, build the new one beside it
+    and swap it in once finished, keeping every file the cache did not write
+    (:mod:`lib.cache.replace`); otherwise that is a StaleCacheError naming the differences.
+    ``content_hash``: also record each source video's SHA-256, so a file that was only copied or
+    touched is recognised as unchanged and ``verify --sources`` checks content. Returns a
     :class:`BuildSummary`.
     """
-    if batch_size < 1 or num_workers < 0:
-        raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
-    if storage_dtype not in STORAGE_DTYPES:
-        raise ValueError(f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {storage_dtype!r}")
-    if preprocess not in ("auto", "workers", "device"):
-        raise ValueError(f"preprocess must be auto, workers or device, got {preprocess!r}")
+    arguments = locals()
+    request = _Request(**{f.name: arguments[f.name] for f in fields(_Request)})
+    _validate(request, out_dir)
     dist_env = _dist_env()
     if dist_env is not None:
         if num_shards != 1:
             raise ValueError("under torchrun the ranks are the shards: drop --num-shards/--shard-index")
-        shard_index, num_shards = dist_env[0], dist_env[1]
+        request = replace(request, shard_index=dist_env[0], num_shards=dist_env[1])
     dev = _resolve_device(device, dist_env[2] if dist_env else None)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)  # pinned-memory and autocast state of this rank on its own GPU
@@ -137,66 +155,172 @@ def build_cache(
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _build(cache_dir=resolve_path(out_dir), data_root=data_root, vae_source=vae_source, fold=fold,
-                      splits=splits, val_fraction=val_fraction, val_seed=val_seed, clip_mode=clip_mode,
-                      clip_seed=clip_seed, num_frames=num_frames, target_fps=target_fps, spatial=spatial,
-                      batch_size=batch_size, num_workers=num_workers, dev=dev, dtype=dtype,
-                      storage_dtype=storage_dtype, content_features=content_features, sample=sample,
-                      sample_seed=sample_seed, logvar=logvar, layer_norm=layer_norm, pool_shape=pool_shape,
-                      init_seed=init_seed, preprocess=preprocess, num_shards=num_shards, shard_index=shard_index,
-                      dist_env=dist_env, retry_failed=retry_failed, replace_stale=replace_stale, merge=merge,
-                      progress=progress)
+        return _build(resolve_path(out_dir), request, dev=dev, dist_env=dist_env)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _build(*, cache_dir: Path, data_root: str | os.PathLike[str], vae_source: str, fold: int | Sequence[int],
-           splits: Sequence[str], val_fraction: float, val_seed: int, clip_mode: SamplingMode, clip_seed: int,
-           num_frames: int, target_fps: float, spatial: SpatialPolicy | None, batch_size: int, num_workers: int,
-           dev: torch.device, dtype: str, storage_dtype: str, content_features: bool, sample: bool, sample_seed: int,
-           logvar: bool, layer_norm: bool, pool_shape: Sequence[int] | None, init_seed: int, preprocess: str,
-           num_shards: int, shard_index: int, dist_env: tuple[int, int, int] | None, retry_failed: bool,
-           replace_stale: bool, merge: bool, progress: bool) -> BuildSummary:
-    root = resolve_dataset_root(os.fspath(data_root))
-    folds = (fold,) if isinstance(fold, int) else tuple(fold)
-    plan = make_plan(root, folds=folds, splits=splits, val_fraction=val_fraction, val_seed=val_seed)
-    encoder = make_encoder(vae_source, device=dev, dtype=dtype, sample=sample, sample_seed=sample_seed, logvar=logvar,
-                           layer_norm=layer_norm, content_features=content_features, pool_shape=pool_shape,
-                           init_seed=init_seed)
-    spatial = spatial if spatial is not None else encoder.default_spatial()
-    spec = ClipSpec(num_frames=num_frames, target_fps=target_fps)
-    key = make_key(encoder=encoder, spatial=spatial, spec=spec, clip_mode=clip_mode, clip_seed_value=clip_seed,
-                   storage_dtype=storage_dtype, sample=sample, sample_seed=sample_seed, logvar=logvar,
-                   layer_norm=layer_norm, content_features=content_features, plan=plan)
+def _validate(req: _Request, out_dir: str | os.PathLike[str]) -> None:
+    where = Path(out_dir) if os.fspath(out_dir) else Path(".")
+    if req.batch_size < 1 or req.num_workers < 0:
+        raise CacheError(where, f"batch_size must be >= 1 and num_workers >= 0, got {req.batch_size} and "
+                         f"{req.num_workers}", "pass --batch-size 1 or more (8 is the default) and --num-workers 0 or more")
+    if req.storage_dtype not in STORAGE_DTYPES:
+        raise CacheError(where, f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {req.storage_dtype!r}",
+                         "pass --storage-dtype float16 or float32")
+    if req.preprocess not in ("auto", "workers", "device"):
+        raise CacheError(where, f"preprocess must be auto, workers or device, got {req.preprocess!r}",
+                         "pass --preprocess auto, workers or device")
+
+
+@dataclass(frozen=True)
+class _Request:
+    """The arguments of one :func:`build_cache` call that decide what it builds (all but ``out_dir``,
+    ``device`` and ``threads``)."""
+
+    data_root: str | os.PathLike[str]
+    vae_source: str
+    fold: int | Sequence[int]
+    splits: Sequence[str]
+    val_fraction: float
+    val_seed: int
+    clip_mode: SamplingMode
+    clip_seed: int
+    num_frames: int
+    target_fps: float
+    spatial: SpatialPolicy | None
+    batch_size: int
+    num_workers: int
+    dtype: str
+    storage_dtype: str
+    content_features: bool
+    sample: bool
+    sample_seed: int
+    logvar: bool
+    layer_norm: bool
+    pool_shape: Sequence[int] | None
+    init_seed: int
+    preprocess: str
+    num_shards: int
+    shard_index: int
+    retry_failed: bool
+    replace_stale: bool
+    content_hash: bool
+    merge: bool
+    progress: bool
+
+
+def _build(cache_dir: Path, req: _Request, *, dev: torch.device, dist_env: tuple[int, int, int] | None) -> BuildSummary:
+    root = resolve_dataset_root(os.fspath(req.data_root))
+    folds = (req.fold,) if isinstance(req.fold, int) else tuple(req.fold)
+    plan = make_plan(root, folds=folds, splits=req.splits, val_fraction=req.val_fraction, val_seed=req.val_seed)
+    encoder = make_encoder(req.vae_source, device=dev, dtype=req.dtype, sample=req.sample, sample_seed=req.sample_seed,
+                           logvar=req.logvar, layer_norm=req.layer_norm, content_features=req.content_features,
+                           pool_shape=req.pool_shape, init_seed=req.init_seed)
+    spatial = req.spatial if req.spatial is not None else encoder.default_spatial()
+    spec = ClipSpec(num_frames=req.num_frames, target_fps=req.target_fps)
+    key = make_key(encoder=encoder, spatial=spatial, spec=spec, clip_mode=req.clip_mode, clip_seed_value=req.clip_seed,
+                   storage_dtype=req.storage_dtype, sample=req.sample, sample_seed=req.sample_seed, logvar=req.logvar,
+                   layer_norm=req.layer_norm, content_features=req.content_features, plan=plan)
     khash = key_hash(key)
     provenance = {"dataset_root": str(root), "encoder": encoder.provenance(),
                   "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    try:
-        claim(cache_dir, key, plan, provenance)
-    except StaleCacheError as err:
-        if not replace_stale or dist_env is not None:  # ranks must not delete under each other
-            raise
-        log.warning("%s; replace_stale: deleting it and building anew", err)
-        shutil.rmtree(cache_dir)
-        claim(cache_dir, key, plan, provenance)
-    summary = BuildSummary(out_dir=cache_dir, complete=False, shard=(shard_index, num_shards), num_videos=len(plan.videos),
-                           videos_this_run=0, clips_this_run=0, failures_this_run=0, device=str(dev))
-    index = cache_dir / INDEX_NAME
-    if not (index.is_file() and json.loads(index.read_text()).get("key_hash") == khash):
-        pending = [job for job in plan.shard(shard_index, num_shards) if not is_done(cache_dir, job, khash, retry_failed)]
-        where = preprocess if preprocess != "auto" else ("workers" if dev.type == "cpu" else "device")
-        settings = DecodeSettings(spec=spec, mode=clip_mode, clip_seed=clip_seed,
-                                  spatial=spatial if where == "workers" else None)
-        run_shard(cache_dir, pending, settings, spatial, encoder, summary, khash=khash, batch_size=batch_size,
-             num_workers=num_workers, storage=STORAGE_DTYPES[storage_dtype], sample_seed=sample_seed,
-             progress=progress, threads=torch.get_num_threads())
-        _finish_shards(cache_dir, plan, dist_env, merge=merge)
-    if index.is_file():
+    summary = BuildSummary(out_dir=cache_dir, complete=False, shard=(req.shard_index, req.num_shards),
+                           num_videos=len(plan.videos), videos_this_run=0, clips_this_run=0, failures_this_run=0,
+                           device=str(dev))
+    target = _claim_target(cache_dir, key, khash, plan, provenance, req, dist_env, summary)
+    if not _finished_and_current(target, plan, khash, req, summary):
+        jobs = plan.shard(req.shard_index, req.num_shards)
+        if req.retry_failed:
+            summary.retried_failures += sum(1 for job in jobs if failure_path(target, job.video_id).is_file())
+        pending = [job for job in jobs if not is_done(target, job, khash, req.retry_failed)]
+        where = req.preprocess if req.preprocess != "auto" else ("workers" if dev.type == "cpu" else "device")
+        settings = DecodeSettings(spec=spec, mode=req.clip_mode, clip_seed=req.clip_seed,
+                                  spatial=spatial if where == "workers" else None, max_part_bytes=MAX_PART_BYTES,
+                                  content_hash=req.content_hash)
+        shard = ShardSettings(khash=khash, batch_size=req.batch_size, num_workers=req.num_workers,
+                              storage=STORAGE_DTYPES[req.storage_dtype], sample_seed=req.sample_seed,
+                              progress=req.progress, threads=torch.get_num_threads(), owner=ClaimOwner.this_process())
+        run_shard(target, pending, settings, spatial, encoder, summary, shard)
+        _finish_shards(target, plan, dist_env, merge=req.merge)
+    if target != cache_dir and (target / INDEX_NAME).is_file():
+        swap_in(cache_dir, target)
+    if (cache_dir / INDEX_NAME).is_file() and read_manifest(cache_dir)["key_hash"] == khash:
         from lib.cache.reader import open_cache
 
         cache = open_cache(cache_dir)
         summary.complete, summary.num_clips, summary.failures = True, cache.num_clips, list(cache.failures)
     return summary
+
+
+def _claim_target(cache_dir: Path, key: dict[str, Any], khash: str, plan: CachePlan, provenance: dict[str, Any],
+                  req: _Request, dist_env: tuple[int, int, int] | None, summary: BuildSummary) -> Path:
+    """The folder this build writes into: ``cache_dir``, or beside it when replacing a stale cache."""
+    recover(cache_dir, khash)
+    ensure_writable_dir(cache_dir, what="the cache folder", fix="choose a writable --out folder", error=CacheError)
+    try:
+        claim(cache_dir, key, plan, provenance)
+        return cache_dir
+    except StaleCacheError as err:
+        if not req.replace_stale:
+            raise
+        if dist_env is not None:  # ranks would race for the swap
+            raise StaleCacheError(cache_dir, err.reason, "replace_stale is not available under torchrun: run the "
+                                  "build once without torchrun (or --num-shards), or build into a new --out folder",
+                                  differences=err.differences) from err
+        summary.replaced = describe_differences(err.differences)
+        target = replacement_dir(cache_dir, khash)
+        log.warning("%s: %s; replace_stale: building the new cache beside it in %s (swapped in when finished)",
+                    cache_dir, summary.replaced, target)
+        claim(target, key, plan, provenance)
+        return target
+
+
+def _finished_and_current(target: Path, plan: CachePlan, khash: str, req: _Request, summary: BuildSummary) -> bool:
+    """Whether the finished cache in ``target`` needs no work; when it does (changed sources,
+    failures to retry) its index is removed so the build redoes exactly that and merges again."""
+    index = target / INDEX_NAME
+    try:
+        current = index.is_file() and json.loads(index.read_text()).get("key_hash") == khash
+    except ValueError:
+        current = False  # a damaged index: the merge writes it again
+    if not current:
+        return False
+    recorded = recorded_sources(target)
+    found = check_sources((job.video_id, job.path, recorded[job.video_id]) for job in plan.videos
+                          if job.video_id in recorded)
+    if found.changed:
+        summary.sources_changed = [f"{c.path} ({c.detail})" for c in found.changed]
+        log.warning("%s: %d source video(s) changed since they were encoded (%s); re-encoding them", target,
+                    len(found.changed), found.describe())
+        index.unlink()
+        return False
+    touched = [job for job in plan.videos if recorded.get(job.video_id, {}).get("source_mtime_ns") not in
+               (None, job.source_mtime_ns)]
+    if touched:  # same bytes by their recorded sha256: record the new times (entries and index)
+        summary.notes.append(f"{len(touched)} source video(s) have new modification times but unchanged content "
+                             "(sha256): their times were updated")
+        index.unlink()
+        return False
+    has_failures = any(failure_path(target, job.video_id).is_file() for job in plan.videos)
+    if req.retry_failed and has_failures:
+        index.unlink()
+        return False
+    if req.retry_failed:
+        summary.notes.append("retry_failed: this finished cache records no failure; nothing to retry")
+    if not _build_stats_complete(target) and restore_build_stats(target) is not None:
+        summary.notes.append(f"{BUILD_STATS_NAME} was missing or incomplete: cost figures summed again from the entries")
+    return True
+
+
+def _build_stats_complete(cache_dir: Path) -> bool:
+    try:
+        stats = json.loads((cache_dir / BUILD_STATS_NAME).read_text())
+    except (OSError, ValueError):
+        return False
+    if not isinstance(stats, dict):
+        return False
+    return bool(stats.get("encode_seconds")) or not stats.get("clips")
 
 
 def _finish_shards(cache_dir: Path, plan: CachePlan, dist_env: tuple[int, int, int] | None, *, merge: bool) -> None:

@@ -26,23 +26,48 @@ import contextlib
 import hashlib
 import math
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 import torch.nn.functional as F
 
+from lib.cache.errors import CacheError
 from lib.cache.key import weights_sha256
 from lib.data.spatial import CropPolicy, SpatialPolicy
+from lib.paths import REPO_ROOT
 
 POOLED_PIXELS = "pooled-pixels"
 RANDOM_PREFIX = "random:"  # "random:<preset>": a randomly initialised preset (timing only)
 OUTPUT_NAMES = ("latent", "sample", "logvar", "content")
+VAE_WEIGHTS_NAME = "vae.safetensors"  # what python -m lib.vae train writes into its output folder
 
 
 def clip_seed(sample_seed: int, video_id: str, clip_index: int) -> int:
     """The seed of one clip's posterior sample: a hash of (seed, video, clip), independent of order."""
     digest = hashlib.sha256(f"{sample_seed}:{video_id}:{clip_index}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def resolve_vae_folder(source: str) -> str:
+    """``source`` unchanged, unless it names a folder (relative to the working directory, else to
+    the repository): then the one ``vae.safetensors`` in it (a training output folder; searched
+    below it when not directly inside). CacheError when the folder holds none or several."""
+    if source.startswith(RANDOM_PREFIX) or "://" in source:
+        return source
+    path = Path(source).expanduser()
+    candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
+    folder = next((p for p in candidates if p.is_dir()), None)
+    if folder is None:
+        return source
+    found = [folder / VAE_WEIGHTS_NAME] if (folder / VAE_WEIGHTS_NAME).is_file() else sorted(folder.rglob(VAE_WEIGHTS_NAME))
+    if len(found) == 1:
+        return str(found[0].resolve())
+    if not found:
+        raise CacheError(folder, f"is a folder without a {VAE_WEIGHTS_NAME} (not a finished training output)",
+                         "pass the weights file itself, or finish the training (python -m lib.vae train ... writes it)")
+    raise CacheError(folder, f"holds {len(found)} {VAE_WEIGHTS_NAME} files ({', '.join(str(p) for p in found[:4])})",
+                     "pass the one you mean as --vae FILE")
 
 
 def pooled_shape(clip_shape: Sequence[int], *, latent_channels: int = 16, temporal_factor: int = 4,
@@ -93,6 +118,7 @@ class VaeClipEncoder:
             vae.eval().requires_grad_(False)
             self.preset: str | None = preset
         else:
+            self.source = resolve_vae_folder(self.source)
             vae = load_reducio(self.source, parts=parts, device="cpu", dtype=torch.float32)
             self.preset = vae.checkpoint_info.preset
         prefixes = ENCODER_PREFIXES + (("encoder_2d.",) if content_features else ())

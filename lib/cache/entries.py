@@ -3,8 +3,9 @@
 An entry is ``entries/<ClassDir>/<video stem>.safetensors`` holding one tensor per output
 (``latent``, optionally ``sample``, ``logvar``, ``content``), every row one clip, in the storage
 dtype (float16 by default), plus JSON metadata: the cache key hash, the video's description
-(labels, fps, frame count, size, source size and mtime, the clips' start times and frame
-indices) and its decode/encode seconds. A failure record is
+(labels, fps, frame count, size, source size and mtime, the source's SHA-256 when built with
+``content_hash``, the clips' start times and frame indices), its decode/encode seconds and a
+digest of every tensor (checked when the merge packs it). A failure record is
 ``failures/<ClassDir>/<video stem>.json`` with the error type and message.
 
 Both are written with :func:`lib.runs.atomic_write` (temp file, fsync, rename): after a
@@ -15,27 +16,50 @@ the source file's size and mtime, and redoes anything that does not match.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import safetensors
 import safetensors.torch
 import torch
 
+from lib.cache.key import file_sha256
 from lib.runs import atomic_write, atomic_write_text
 
 ENTRY_FORMAT = "lvs-latent-cache-entry"
 ENTRY_VERSION = "1"
+DIGEST = "blake2b-128"  # of each tensor's bytes, recorded in the entry and in the finished index
+
+
+def array_digest(values: torch.Tensor | np.ndarray) -> str:
+    """Digest (:data:`DIGEST`, hex) of an array's bytes in C order: what the entry, the packed
+    arrays and ``verify`` compare."""
+    array = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else values
+    return hashlib.blake2b(np.ascontiguousarray(array).data, digest_size=16).hexdigest()
 
 
 def write_entry(path: Path, tensors: Mapping[str, torch.Tensor], *, key_hash: str, video: Mapping[str, Any]) -> None:
-    """Atomically write one video's tensors (already in the storage dtype) and description."""
+    """Atomically write one video's tensors (already in the storage dtype), their digests and
+    the video's description."""
+    contiguous = {k: v.contiguous() for k, v in tensors.items()}
     metadata = {"format": ENTRY_FORMAT, "version": ENTRY_VERSION, "key_hash": key_hash,
-                "video": json.dumps(video, sort_keys=True)}
-    payload = safetensors.torch.save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
+                "video": json.dumps(video, sort_keys=True),
+                "digests": json.dumps({k: array_digest(v) for k, v in contiguous.items()}, sort_keys=True)}
+    payload = safetensors.torch.save(contiguous, metadata=metadata)
     atomic_write(path, lambda fh: fh.write(payload))
+
+
+def entry_digests(metadata: Mapping[str, str]) -> dict[str, str]:
+    """The per-tensor digests an entry recorded when written ({} for entries written without)."""
+    try:
+        digests = json.loads(metadata.get("digests", "{}"))
+    except ValueError:
+        return {}
+    return digests if isinstance(digests, dict) else {}
 
 
 def read_entry_header(path: Path) -> tuple[dict[str, str], dict[str, Any]]:
@@ -80,3 +104,25 @@ def entry_is_current(path: Path, *, key_hash: str, source_bytes: int, source_mti
         return False
     return (metadata.get("key_hash") == key_hash and video.get("source_bytes") == source_bytes
             and video.get("source_mtime_ns") == source_mtime_ns)
+
+
+def entry_touched_only(path: Path, *, key_hash: str, source: Path, source_bytes: int, source_mtime_ns: int) -> bool:
+    """The entry is of this key and its source's bytes are unchanged although its modification
+    time is not (a copy without times, a ``touch``): decided by the content hash the entry
+    recorded (built with ``content_hash``); False when it recorded none."""
+    try:
+        metadata, video = read_entry_header(path)
+    except (ValueError, KeyError):
+        return False
+    if metadata.get("key_hash") != key_hash or video.get("source_bytes") != source_bytes or not video.get("source_sha256"):
+        return False
+    try:
+        return file_sha256(source) == video["source_sha256"]
+    except OSError:
+        return False
+
+
+def refresh_source_mtime(path: Path, source_mtime_ns: int) -> None:
+    """Rewrite an entry with its source's new modification time (its tensors unchanged)."""
+    tensors, video, key_hash = read_entry(path)
+    write_entry(path, tensors, key_hash=key_hash, video={**video, "source_mtime_ns": source_mtime_ns})

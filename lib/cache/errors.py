@@ -26,3 +26,7 @@ class StaleCacheError(CacheError):
 
 class IncompleteCacheError(CacheError):
     """The build has not finished (videos left to encode, or the merge step not run)."""
+
+
+class DamagedCacheError(CacheError):
+    """A finished cache whose files are missing, cut short or unreadable (``repair`` fixes them)."""

@@ -8,14 +8,19 @@ Layout of a finished cache folder::
     stats/run-*.json    per build process: device, threads, wall/encode/decode seconds
     latent.npy          (N, C, T', H', W') float16, rows = clips in canonical video order
     sample.npy, logvar.npy, content.npy (N, D)   when built with those outputs
-    index.json          videos (row ranges, clips, labels, groups, fps, size), split lists, failures
+    index.json          videos (row ranges, clips, labels, groups, fps, size, source size/mtime, a
+                        digest of each array's rows), split lists, failures
     build_stats.json    summed timings for cost accounting (not part of the bit-identical result)
+    claims/...          per-video claims of running builds (:mod:`lib.cache.claims`; gone once merged)
 
-``index.json`` is written last (atomically): its presence, with this key hash, is what "finished"
-means. Every file except ``build_stats.json``, ``cache.json`` and ``stats/`` is a pure function
-of the key and the entries, so an interrupted-and-resumed or sharded build gives byte-identical
-``*.npy`` and ``index.json`` to an uninterrupted single-process one (same encode device and
-thread count: float results of a CPU convolution depend on how its reductions are split).
+``index.json`` is written last (atomically, after ``build_stats.json``): its presence, with this
+key hash, is what "finished" means. Each video's rows of each array have a digest in the index
+(the entry's own, checked while packing), so ``python -m lib.cache verify`` finds a damaged row
+and ``repair`` rewrites just its video. Every file except ``build_stats.json``, ``cache.json``
+and ``stats/`` is a pure function of the key and the entries, so an interrupted-and-resumed or
+sharded build gives byte-identical ``*.npy`` and ``index.json`` to an uninterrupted
+single-process one (same encode device and thread count: float results of a CPU convolution
+depend on how its reductions are split).
 Merging again is harmless: the same bytes are written again.
 """
 
@@ -28,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from lib.cache.entries import read_entry, read_entry_header, read_failure
+from lib.cache.claims import remove_claims
+from lib.cache.entries import DIGEST, array_digest, entry_digests, read_entry, read_entry_header, read_failure
 from lib.cache.errors import CacheError, IncompleteCacheError
 from lib.cache.plan import ENTRIES_DIR, FAILURES_DIR, entry_path, failure_path
 from lib.runs import atomic_write_text
@@ -39,6 +45,9 @@ BUILD_STATS_NAME = "build_stats.json"
 STATS_DIR = "stats"
 INDEX_FORMAT = "lvs-latent-cache"
 ARRAY_ORDER = ("latent", "sample", "logvar", "content")
+# what the index keeps of a failure record: the first six always, the source fingerprint when recorded
+FAILURE_FIELDS = ("video", "error", "reason", "label", "class_name", "group", "source_bytes", "source_mtime_ns",
+                  "source_sha256")
 
 
 def read_manifest(cache_dir: Path) -> dict[str, Any]:
@@ -134,8 +143,11 @@ def merge_cache(cache_dir: str | os.PathLike[str]) -> Path:
     clip_shapes = set()
     try:
         for video_id, path, _ in entries:
+            metadata, _ = read_entry_header(path)
+            recorded = entry_digests(metadata)
             tensors, video, _ = read_entry(path)
             n = len(video["clips"])
+            digests = {}
             for name in names:
                 t = tensors.get(name)
                 if t is None or tuple(t.shape) != (n, *row_shapes[name]) or t.numpy().dtype != dtypes[name]:
@@ -143,13 +155,16 @@ def merge_cache(cache_dir: str | os.PathLike[str]) -> Path:
                     raise CacheError(path, f"output {name!r} is {got}, expected ({n}, *{row_shapes[name]}) {dtypes[name]} "
                                      "(videos of different sizes under a pad policy cannot share one array)",
                                      "use a crop spatial policy (one output size), or delete this entry and rerun")
+                digests[name] = array_digest(t)
+                if name in recorded and recorded[name] != digests[name]:
+                    raise CacheError(path, f"output {name!r} does not match the digest recorded when it was written "
+                                     "(the entry file is damaged)", "delete this entry and rerun the build (it "
+                                     "re-encodes that video only)")
                 arrays[name][0][row : row + n] = t.numpy()
             clip_shapes.add(tuple(video["clip_shape"]))
             encode_s += video.pop("encode_seconds", 0.0)
             decode_s += video.pop("decode_seconds", 0.0)
-            for transient in ("source_mtime_ns",):
-                video.pop(transient, None)
-            videos.append({**video, "row_start": row, "num_clips": n})
+            videos.append({**video, "row_start": row, "num_clips": n, "digests": digests})
             row += n
         for name in names:
             _finish_array(arrays[name][0], arrays[name][1], cache_dir / f"{name}.npy")
@@ -171,12 +186,42 @@ def merge_cache(cache_dir: str | os.PathLike[str]) -> Path:
         "num_videos": len(videos),
         "videos": videos,
         "splits": plan["split_lists"],
-        "failures": [{k: f.get(k) for k in ("video", "error", "reason", "label", "class_name", "group")} for f in failures],
+        "failures": [{k: f.get(k) for k in FAILURE_FIELDS[:6]} | {k: f[k] for k in FAILURE_FIELDS[6:] if k in f}
+                     for f in failures],
+        "digest": DIGEST,
     }
+    # build_stats.json before index.json: index.json marks the cache finished, so a kill between
+    # the two leaves an unfinished cache whose rerun merges (and writes both) again
+    write_build_stats(cache_dir, encode_s, decode_s, total)
     atomic_write_text(cache_dir / INDEX_NAME, json.dumps(index, sort_keys=True, separators=(",", ":")) + "\n")
-    atomic_write_text(cache_dir / BUILD_STATS_NAME, json.dumps(summed_stats(cache_dir, encode_s, decode_s, total), indent=1,
-                                                               sort_keys=True) + "\n")
+    remove_claims(cache_dir)
     return cache_dir / INDEX_NAME
+
+
+def write_build_stats(cache_dir: Path, encode_seconds: float, decode_seconds: float, clips: int) -> Path:
+    """Write ``build_stats.json`` (see :func:`summed_stats`) atomically."""
+    path = cache_dir / BUILD_STATS_NAME
+    atomic_write_text(path, json.dumps(summed_stats(cache_dir, encode_seconds, decode_seconds, clips), indent=1,
+                                       sort_keys=True) + "\n")
+    return path
+
+
+def restore_build_stats(cache_dir: Path) -> Path | None:
+    """Write ``build_stats.json`` anew from the entries' recorded seconds (a finished cache whose
+    file was lost). None when the entries are gone too (nothing to sum)."""
+    manifest = read_manifest(cache_dir)
+    encode_s = decode_s = 0.0
+    clips = found = 0
+    for video_id in manifest["plan"]["videos"]:
+        try:
+            _, video = read_entry_header(entry_path(cache_dir, video_id))
+        except (ValueError, KeyError):
+            continue
+        found += 1
+        clips += len(video.get("clips", []))
+        encode_s += float(video.get("encode_seconds", 0.0))
+        decode_s += float(video.get("decode_seconds", 0.0))
+    return write_build_stats(cache_dir, encode_s, decode_s, clips) if found else None
 
 
 def summed_stats(cache_dir: Path, encode_seconds: float, decode_seconds: float, clips: int) -> dict[str, Any]:

@@ -106,11 +106,16 @@ def _relative(video_id: str, suffix: str) -> Path:
     return rel.with_suffix(suffix)
 
 
+def video_file(cache_dir: Path, folder: str, video_id: str, suffix: str) -> Path:
+    """``<cache>/<folder>/<ClassDir>/<video stem><suffix>``: a per-video file of the cache."""
+    return cache_dir / folder / _relative(video_id, suffix)
+
+
 def entry_path(cache_dir: Path, video_id: str) -> Path:
     """``<cache>/entries/<ClassDir>/<video stem>.safetensors``: one finished video."""
-    return cache_dir / ENTRIES_DIR / _relative(video_id, ENTRY_SUFFIX)
+    return video_file(cache_dir, ENTRIES_DIR, video_id, ENTRY_SUFFIX)
 
 
 def failure_path(cache_dir: Path, video_id: str) -> Path:
     """``<cache>/failures/<ClassDir>/<video stem>.json``: why a video could not be cached."""
-    return cache_dir / FAILURES_DIR / _relative(video_id, FAILURE_SUFFIX)
+    return video_file(cache_dir, FAILURES_DIR, video_id, FAILURE_SUFFIX)

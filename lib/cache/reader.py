@@ -11,6 +11,12 @@ Memory: in RAM by default (UCF101, ~100k clips x 4,032 values, is ~0.8 GB in flo
 seconds); ``mmap=True`` (or automatically when the split is larger than half the available RAM)
 returns a copy-on-write memory map instead, which needs the split's rows to be contiguous: true
 for every split of the cache's first fold (see :mod:`lib.cache.plan`).
+
+Opening checks what a finished cache relies on: every array file has the header and size the
+index records (:mod:`lib.cache.integrity`; a damaged one is a ``DamagedCacheError`` naming the
+file and ``python -m lib.cache repair``), and every source video still has the size and
+modification time it was encoded from (:mod:`lib.cache.sources`; a changed one is a
+``StaleCacheError`` naming it).
 """
 
 from __future__ import annotations
@@ -25,8 +31,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from lib.cache.errors import CacheError, IncompleteCacheError
+from lib.cache.errors import CacheError, DamagedCacheError, IncompleteCacheError, StaleCacheError
+from lib.cache.integrity import check_array_files
 from lib.cache.merge import BUILD_STATS_NAME, INDEX_FORMAT, INDEX_NAME, MANIFEST_NAME, read_manifest
+from lib.cache.sources import SourceCheck, check_sources
 from lib.data.spatial import SpatialPolicy, make_spatial_policy
 from lib.paths import resolve_path
 
@@ -159,6 +167,17 @@ class Cache:
         params = dict(self.key["spatial"])
         return make_spatial_policy(params.pop("name"), **params)
 
+    def source_items(self) -> list[tuple[str, Path, dict[str, Any]]]:
+        """``(video id, path under the dataset root, recorded fingerprint)`` of every cached and
+        failed video."""
+        base = self.dataset_root / "UCF-101"
+        return ([(r["id"], base / r["id"], r) for r in self._records.values()]
+                + [(f["video"], base / f["video"], f) for f in self.failure_records if f.get("source_bytes") is not None])
+
+    def check_sources(self, *, content: bool = False) -> SourceCheck:
+        """Compare every source video with its recorded fingerprint (:mod:`lib.cache.sources`)."""
+        return check_sources(self.source_items(), content=content)
+
     def check_key(self, expected: dict[str, Any]) -> None:
         """StaleCacheError naming every field that differs from ``expected``."""
         from lib.cache.manifest import check_key
@@ -233,20 +252,40 @@ def _available_ram_bytes() -> int:
         return 8 * 2**30
 
 
+FIX_INDEX = ("python -m lib.cache merge {dir} writes it again from the entries (or rerun the build command, which "
+             "resumes and merges)")
+
+
 @functools.lru_cache(maxsize=8)
-def _open_cached(path: str, stamp: tuple[int, int]) -> Cache:
+def _open_cached(path: str, stamp: tuple[int, int, int]) -> Cache:
     folder = Path(path)
-    index = json.loads((folder / INDEX_NAME).read_text())
-    if index.get("format") != INDEX_FORMAT:
-        raise CacheError(folder / INDEX_NAME, f"is not a {INDEX_FORMAT} index", "rebuild the cache")
+    try:
+        index = json.loads((folder / INDEX_NAME).read_text())
+        if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT:
+            raise CacheError(folder / INDEX_NAME, f"is not a {INDEX_FORMAT} index", FIX_INDEX.format(dir=folder))
+        cache = Cache(folder, index, {})
+    except (ValueError, KeyError, TypeError) as err:
+        if isinstance(err, CacheError):
+            raise
+        raise DamagedCacheError(folder / INDEX_NAME, f"is unreadable ({type(err).__name__}: {err})",
+                                FIX_INDEX.format(dir=folder)) from err
     stats_path = folder / BUILD_STATS_NAME
-    stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
-    return Cache(folder, index, stats)
+    try:
+        cache.build_stats = json.loads(stats_path.read_text()) if stats_path.is_file() else {}
+    except ValueError:
+        cache.build_stats = {}  # timings only: a rerun of the build writes them again
+    return cache
 
 
-def open_cache(cache_dir: str | os.PathLike[str], *, expect_key: dict[str, Any] | None = None) -> Cache:
+def open_cache(cache_dir: str | os.PathLike[str], *, expect_key: dict[str, Any] | None = None,
+               check_sources: bool = True) -> Cache:
     """Open a finished cache (IncompleteCacheError while its build or merge is unfinished);
-    ``expect_key`` given: StaleCacheError unless the cache was built with exactly that key."""
+    ``expect_key`` given: StaleCacheError unless the cache was built with exactly that key.
+
+    Every open checks the array files' sizes against the index (DamagedCacheError naming the file)
+    and, with ``check_sources``, every source video's recorded size and modification time
+    (StaleCacheError naming each changed file; videos that are not there are not checked).
+    """
     folder = resolve_path(cache_dir)
     index = folder / INDEX_NAME
     if not index.is_file():
@@ -255,11 +294,21 @@ def open_cache(cache_dir: str | os.PathLike[str], *, expect_key: dict[str, Any] 
         raise IncompleteCacheError(folder, f"is not finished ({done} of {len(manifest['plan']['videos'])} videos done, "
                                    f"no {INDEX_NAME})", FIX_BUILD)
     st = index.stat()
-    cache = _open_cached(str(folder), (st.st_mtime_ns, st.st_size))
-    if cache.key_hash != json.loads((folder / MANIFEST_NAME).read_text())["key_hash"]:
+    stats = folder / BUILD_STATS_NAME
+    stats_stamp = stats.stat().st_mtime_ns if stats.is_file() else 0
+    cache = _open_cached(str(folder), (st.st_mtime_ns, st.st_size, stats_stamp))
+    if cache.key_hash != read_manifest(folder).get("key_hash"):
         raise IncompleteCacheError(folder, f"{INDEX_NAME} belongs to another build than {MANIFEST_NAME}", FIX_BUILD)
+    check_array_files(folder, cache.index)
     if expect_key is not None:
         cache.check_key(expect_key)
+    if check_sources:
+        found = cache.check_sources()
+        if found.changed:
+            raise StaleCacheError(
+                folder, f"{len(found.changed)} source video(s) changed since they were encoded: {found.describe()}",
+                "rerun the build command on this folder: it re-encodes only the changed videos (a file that was "
+                "only copied or touched keeps its cache when built with --content-hash)")
     return cache
 
 

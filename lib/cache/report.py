@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lib.cache.errors import StaleCacheError
 from lib.cache.reader import Cache
 from lib.paths import DATA_DIR
 
@@ -30,7 +31,12 @@ def build_study_caches(*, data_root: str | Path, vae_source: str, cache_name: st
                        device: str, dtype: str, content_features: bool, layer_norm: bool, pooled_pixels: bool,
                        replace_stale: bool) -> tuple[Any, Any | None]:
     """A study's two caches (notebook 02): the latents, then the pooled-pixels control on the same
-    clips and spatial policy. Returns ``(latent BuildSummary, pooled BuildSummary or None)``."""
+    clips and spatial policy. Returns ``(latent BuildSummary, pooled BuildSummary or None)``.
+
+    A cache of other settings under ``cache_name`` is an error naming the differences and the
+    notebook parameters that resolve it, unless ``replace_stale``: then the new cache is built
+    beside the old one and swapped in when finished, keeping files the cache did not write.
+    """
     from lib.cache.build import build_cache
     from lib.cache.reader import open_cache
 
@@ -38,13 +44,26 @@ def build_study_caches(*, data_root: str | Path, vae_source: str, cache_name: st
     common: dict[str, Any] = dict(fold=folds, val_fraction=val_fraction, val_seed=val_seed, clip_mode=clip_mode,
                                   batch_size=batch_size, num_workers=num_workers, device=device,
                                   replace_stale=replace_stale)
-    latent = build_cache(data_root=data_root, vae_source=vae_source, out_dir=latent_dir, dtype=dtype,
-                         content_features=content_features, layer_norm=layer_norm, **common)
+    latent = _study_build(build_cache, latent_dir, data_root=data_root, vae_source=vae_source, dtype=dtype,
+                          content_features=content_features, layer_norm=layer_norm, **common)
     pooled = None
     if pooled_pixels:
-        pooled = build_cache(data_root=data_root, vae_source="pooled-pixels", out_dir=pooled_dir,
-                             spatial=open_cache(latent_dir).spatial_policy(), **common)
+        pooled = _study_build(build_cache, pooled_dir, data_root=data_root, vae_source="pooled-pixels",
+                              spatial=open_cache(latent_dir).spatial_policy(), **common)
     return latent, pooled
+
+
+FIX_STUDY_STALE = ("set the notebook parameter cache_name to a new name (the caches of both settings are kept), or "
+                   "replace_stale: true to replace this one (the new cache is built beside it and swapped in when "
+                   "finished; files the cache did not write are kept); nothing was deleted")
+
+
+def _study_build(build: Any, out_dir: Path, **kwargs: Any) -> Any:
+    """``build(out_dir=out_dir, **kwargs)``; a stale cache's error says which notebook parameters fix it."""
+    try:
+        return build(out_dir=out_dir, **kwargs)
+    except StaleCacheError as err:
+        raise StaleCacheError(out_dir, err.reason, FIX_STUDY_STALE, differences=err.differences) from err
 
 
 def split_table(cache: Cache, fold: int = 1) -> pd.DataFrame:

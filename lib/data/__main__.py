@@ -1,4 +1,8 @@
-"""Command line of the data layer: ``python -m lib.data {summary,report,synth,download}``."""
+"""Command line of the data layer: ``python -m lib.data {summary,report,synth,download}``.
+
+Paths typed on the command line are taken from the working directory (``~`` expanded); a folder
+that cannot be written is an error naming it, not a traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,13 @@ import json
 import sys
 from pathlib import Path
 
-from lib.data.errors import DataError
+from lib.errors import ActionableError
+from lib.paths import unwritable_error
+
+
+def _user_path(text: str) -> Path:
+    """argparse type: a path the user typed, taken from the working directory (``~`` expanded)."""
+    return Path(text).expanduser().absolute()
 
 
 def _val_fraction(text: str) -> float:
@@ -24,7 +34,7 @@ def _val_fraction(text: str) -> float:
 def _add_split_args(p: argparse.ArgumentParser) -> None:
     from lib.data.ucf101 import DEFAULT_VAL_FRACTION, DEFAULT_VAL_SEED
 
-    p.add_argument("--root", required=True, type=Path,
+    p.add_argument("--root", required=True, type=_user_path,
                    help="folder holding UCF-101/<Class>/*.avi and ucfTrainTestlist/*.txt side by side")
     p.add_argument("--fold", type=int, default=1, choices=(1, 2, 3), help="official split (1-3)")
     p.add_argument("--val-fraction", type=_val_fraction, default=DEFAULT_VAL_FRACTION,
@@ -46,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p_syn = sub.add_parser("synth", help="write the synthetic action dataset in UCF101's layout, or the unlabelled "
                                           "pretraining pool of the stand-in VAE")
-    p_syn.add_argument("--out", required=True, type=Path, help="dataset root to create (UCF-101/ and ucfTrainTestlist/)")
+    p_syn.add_argument("--out", required=True, type=_user_path, help="dataset root to create (UCF-101/ and ucfTrainTestlist/)")
     p_syn.add_argument("--preset", default="smoke",
                        help="smoke (seconds, CI), default (the study's labelled dataset), pretrain (the VAE's "
                             "unlabelled pool, videos/*.avi), pretrain_smoke, or ucf101-layout (a stand-in for "
@@ -63,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
                        help="ucf101-layout only: at most this many clips per (class, group) (default: all)")
 
     p_dl = sub.add_parser("download", help="download (resumable, verified) and extract the official UCF101 archives")
-    p_dl.add_argument("--root", required=True, type=Path, help="where UCF-101/ and ucfTrainTestlist/ will be extracted")
+    p_dl.add_argument("--root", required=True, type=_user_path, help="where UCF-101/ and ucfTrainTestlist/ will be extracted")
     p_dl.add_argument("--splits-only", action="store_true", help="only the split-list zip (~100 KB)")
     p_dl.add_argument("--keep-archives", action="store_true", help="keep the downloaded archives after extraction")
     p_dl.add_argument("--videos-url", default=None, help="mirror of UCF101.rar (default: the official URL)")
     p_dl.add_argument("--splits-url", default=None,
                       help="mirror of UCF101TrainTestSplits-RecognitionTask.zip (default: the official URL)")
-    p_dl.add_argument("--archive-dir", type=Path, default=None, help="where archives are downloaded (default ROOT/archives)")
+    p_dl.add_argument("--archive-dir", type=_user_path, default=None, help="where archives are downloaded (default ROOT/archives)")
     p_dl.add_argument("--force", action="store_true",
                       help="replace an existing UCF-101/ or ucfTrainTestlist/ not extracted by this command")
     p_dl.add_argument("--retries", type=int, default=5, help="retries of a failed transfer (resumed, with backoff)")
@@ -123,8 +133,14 @@ def main(argv: list[str] | None = None) -> int:
                 archive_dir=args.archive_dir, force=args.force, retries=args.retries, progress=not args.no_progress)
             what = "split lists" if args.splits_only else "videos and split lists"
             print(f"UCF101 {what} ready and validated at {root}")
-    except DataError as err:
+    except ActionableError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
+        typed = unwritable_error(err, what=f"the output of `{args.command}`", fix="choose a writable folder")
+        if typed is None:
+            raise
+        print(f"error: {typed}", file=sys.stderr)
         return 2
     return 0
 

@@ -41,6 +41,15 @@ class VideoTooShortError(VideoError):
     """Shorter than one clip where a clip is required (single-clip sampling)."""
 
 
+class VideoVariableFrameRateError(VideoUnreadableError):
+    """Frames are not shown at ``i / fps``: a variable frame rate whose timestamps drift off the
+    constant-rate grid, so sampling by frame index would mis-time the clips."""
+
+
+class VideoFrameSizeError(VideoUnreadableError):
+    """A valid video whose frame size decord cannot copy out (e.g. 8, 16, 24 or 48 px wide)."""
+
+
 # --- datasets -------------------------------------------------------------------------------
 class DatasetError(DataError):
     """A dataset tree or split file is absent or inconsistent."""

@@ -24,9 +24,10 @@ Two entry points with the same geometry:
   float (C, T, H', W') out: the hot path. It crops/pads in uint8 *before* the float conversion
   (bit-identical: both are pure index operations and the conversion is per pixel). With
   ``resize_precision="float32"`` (default) a needed resize runs on float exactly as the
-  reference, so the two paths are bit-identical; with ``"uint8"`` the resize runs on the
-  decoded uint8 frames (torch's SIMD uint8 antialias kernel, ~6x faster than the float one)
-  and differs from the reference by about one grey level at most (measured <= 1.003/127.5 on
+  reference, one frame at a time (only one source-size float frame is ever held, which bounds
+  the memory of 4K input), so the two paths are bit-identical; with ``"uint8"`` the resize runs
+  on the decoded uint8 frames (torch's SIMD uint8 antialias kernel, ~6x faster than the float
+  one) and differs from the reference by about one grey level at most (measured <= 1.003/127.5 on
   noise frames; tested at 1.05/127.5). It runs on the frames' device: uint8 frames moved to a
   GPU are a quarter of the float bytes, and the GPU then does the float work.
 """
@@ -151,10 +152,21 @@ class SpatialPolicy(ABC):
         size = self.resize_size(h, w)
         tchw = frames.permute(0, 3, 1, 2)  # a view: channels-last (T, 3, H, W)
         if size != (h, w) and self.resize_precision == "float32":
-            return self(uint8_to_unit_range(tchw))
+            return self._float_resize_per_frame(tchw, size)
         if size != (h, w):
             tchw = resize(tchw, size)  # uint8 in, uint8 out; stays channels-last
         return uint8_to_unit_range(self._place(tchw, uint8=True))
+
+    def _float_resize_per_frame(self, tchw: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """The float32 resize of uint8 (T, 3, H, W) frames one frame at a time: convert, resize,
+        crop/pad. Bit-identical to ``self(uint8_to_unit_range(tchw))`` (every (channel, frame)
+        plane is resized on its own either way), while holding one source-size float frame
+        instead of the whole clip (a 16-frame 4K clip is 1.6 GB as float32)."""
+        t, _, h, w = tchw.shape
+        out = torch.empty((3, t, *self.output_size(h, w)), dtype=torch.float32, device=tchw.device)
+        for i in range(t):
+            out[:, i : i + 1] = self._place(resize(uint8_to_unit_range(tchw[i : i + 1]), size), uint8=False)
+        return out
 
 
 @dataclass(frozen=True)

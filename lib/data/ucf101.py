@@ -459,12 +459,15 @@ class IntegrityReport:
     unknown_class_dirs: list[str]  # folders under UCF-101/ that are not classInd names
     missing_class_dirs: list[str]  # classInd names without a folder under UCF-101/
     lists_checked: list[str] = field(default_factory=list)  # list files used to find unlisted files
+    dangling_links: list[str] = field(default_factory=list)  # symlinks under UCF-101/ to nothing (examples)
+    dangling_count: int = 0  # listed ones are also counted as missing
 
     @property
     def ok(self) -> bool:
-        """True when every listed video exists and nothing unexpected sits under UCF-101/."""
+        """True when every listed video exists and nothing unexpected (or a dangling symbolic link)
+        sits under UCF-101/."""
         return (self.missing_count == 0 and self.unlisted_count == 0 and not self.unknown_class_dirs
-                and not self.missing_class_dirs)
+                and not self.missing_class_dirs and self.dangling_count == 0)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (paths as strings, tuples as lists)."""
@@ -476,20 +479,25 @@ class IntegrityReport:
             "missing_by_split": dict(self.missing_by_split), "missing_examples": list(self.missing_examples),
             "unlisted_count": self.unlisted_count, "unlisted_examples": list(self.unlisted_examples),
             "unknown_class_dirs": list(self.unknown_class_dirs), "missing_class_dirs": list(self.missing_class_dirs),
-            "lists_checked": list(self.lists_checked), "ok": self.ok,
+            "lists_checked": list(self.lists_checked), "dangling_links": list(self.dangling_links),
+            "dangling_count": self.dangling_count, "ok": self.ok,
         }
 
 
-def _files_under(video_dir: Path) -> set[str]:
-    """Relative ``a/b.avi`` paths of every non-hidden file under ``video_dir`` (one walk)."""
+def _files_under(video_dir: Path) -> tuple[set[str], set[str]]:
+    """Relative ``a/b.avi`` paths of every non-hidden file under ``video_dir`` (one walk), and
+    apart from them the symbolic links whose target does not exist (they are no file to read)."""
     found: set[str] = set()
+    dangling: set[str] = set()
     for dirpath, dirnames, filenames in os.walk(video_dir):
         dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # .extract-* temp dirs, OS junk
         rel_dir = Path(dirpath).relative_to(video_dir).as_posix()
         for name in filenames:
             if not name.startswith("."):
-                found.add(name if rel_dir == "." else f"{rel_dir}/{name}")
-    return found
+                rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+                full = os.path.join(dirpath, name)
+                (dangling if os.path.islink(full) and not os.path.exists(full) else found).add(rel)
+    return found, dangling
 
 
 def format_groups(groups: Iterable[int]) -> str:
@@ -524,7 +532,7 @@ def integrity_report(
     """
     split = load_ucf101(root, fold, val_fraction=val_fraction, seed=seed)
     video_dir, list_dir = dataset_dirs(root)
-    on_disk = _files_under(video_dir)
+    on_disk, dangling = _files_under(video_dir)
 
     missing_by_split: dict[str, int] = {}
     missing: list[str] = []
@@ -560,7 +568,7 @@ def integrity_report(
         unlisted_count=len(unlisted), unlisted_examples=unlisted[:max_examples],
         unknown_class_dirs=sorted(dirs_on_disk - set(split.classes)),
         missing_class_dirs=[c for c in split.classes if c not in dirs_on_disk],
-        lists_checked=lists_checked,
+        lists_checked=lists_checked, dangling_links=sorted(dangling)[:max_examples], dangling_count=len(dangling),
     )
 
 
@@ -586,6 +594,10 @@ def format_report(report: IntegrityReport, *, per_class: bool = True) -> str:
         *([f"  ... and {report.unlisted_count - len(report.unlisted_examples)} more"]
           if report.unlisted_count > len(report.unlisted_examples) else []),
     ]
+    if report.dangling_count:
+        out.append(f"symbolic links under {VIDEO_DIR_NAME}/ whose target does not exist: {report.dangling_count} "
+                   "(listed ones count as missing)")
+        out += [f"  {rel}" for rel in report.dangling_links]
     if report.unknown_class_dirs:
         out.append(f"folders under {VIDEO_DIR_NAME}/ not in {CLASS_INDEX_FILE}: {', '.join(report.unknown_class_dirs)}")
     if report.missing_class_dirs:
@@ -612,7 +624,7 @@ def summarize(
 
     Keys: root, fold, val_fraction, seed, classes (count), train, val, test (video counts),
     train_val (train + val = the official train list), missing (listed videos absent on disk),
-    unlisted (files under UCF-101/ in no list), train_groups, val_groups, test_groups, ok.
+    unlisted (files under UCF-101/ in no list), dangling_links (symbolic links to nothing), train_groups, val_groups, test_groups, ok.
     """
     report = integrity_report(root, fold, val_fraction=val_fraction, seed=seed)
     counts = report.counts
@@ -628,6 +640,7 @@ def summarize(
         "train_val": counts["train"] + counts["val"],
         "missing": report.missing_count,
         "unlisted": report.unlisted_count,
+        "dangling_links": report.dangling_count,
         "train_groups": list(report.groups["train"]),
         "val_groups": list(report.val_groups),
         "test_groups": list(report.groups["test"]),

@@ -29,10 +29,16 @@ Bad input never hangs and never yields a silently wrong clip; it raises a typed 
 * packet timestamps that skip frame slots (dropped/missing frames: frame ``i`` is then not at
   ``i / fps``, and decord returns duplicated or undecodable frames across the gap) ->
   :class:`VideoUnreadableError`;
+* packet timestamps that drift more than half a frame period off the constant-rate grid
+  (variable frame rate: frame ``i`` is not shown at ``i / fps``, so clips would play at the wrong
+  speed) -> :class:`VideoVariableFrameRateError` (:mod:`lib.data.video_checks`);
+* a valid video whose frame size decord cannot copy out (8, 16, 24 or 48 px wide, measured) ->
+  :class:`VideoFrameSizeError`, saying how to re-encode it;
+* a dangling symbolic link -> :class:`VideoUnreadableError` naming its target;
 * a video shorter than one clip: 0 clips in multi-clip modes, :class:`VideoTooShortError` in
   single-clip modes (:func:`lib.data.clips.sample_clips`).
 
-``strict=False`` turns decode errors and timestamp gaps into warnings and clamps a truncated
+``strict=False`` turns decode errors, timestamp gaps and frame-rate drift into warnings and clamps a truncated
 AVI to the frames that truly decode: its complete packets (a cut one is dropped: lossless
 decoders reject it, lossy ones conceal it silently), or, when a packet fails to decode, the
 frames before it. decord then reads a temporary copy of the file cut there, so the clamped
@@ -86,6 +92,7 @@ from decord.bridge import use_torch
 from lib.data.clips import Clip, ClipSpec, SamplingMode, sample_clips, union_indices
 from lib.data.errors import VideoEmptyError, VideoTruncatedError, VideoUnreadableError
 from lib.data.spatial import SpatialPolicy, uint8_to_unit_range
+from lib.data.video_checks import frame_rate_error, frame_size_error, is_frame_size_failure
 
 logger = logging.getLogger(__name__)
 ffmpeg_logger = logging.getLogger(__name__ + ".ffmpeg")
@@ -372,6 +379,9 @@ class VideoReader:
     # -- opening ----------------------------------------------------------------------------------
     def _open(self) -> decord.VideoReader:
         path = self.path
+        if path.is_symlink() and not path.exists():
+            raise VideoUnreadableError(path, f"is a symbolic link to {os.readlink(path)}, which does not exist",
+                                       "restore the link's target or point the link at the video")
         if not path.exists():
             raise VideoUnreadableError(path, "file does not exist", "check the path and the dataset root")
         if path.is_dir():
@@ -452,6 +462,10 @@ class VideoReader:
                 ),
                 key="gaps",
             )
+        elif steps.size:
+            vfr = frame_rate_error(self.path, starts, self.fps)
+            if vfr is not None:
+                self._problem(vfr, key="vfr")
         avi = self._avi = read_avi_header(self.path)
         if avi is not None and avi.width and avi.height:
             self._shape_hint = (avi.height, avi.width)
@@ -635,9 +649,12 @@ class VideoReader:
             return self._get_batch(idx)
         except DECORDError as e:
             error = e
+        detail = _decord_message(str(error))
+        if is_frame_size_failure(str(error)):  # decord's own limitation, not damage: no bisection
+            self._reopen()
+            raise frame_size_error(self.path, detail) from error
         k = self._decodable_prefix()
         self._reopen()  # decord's decoder state after an error is not to be trusted
-        detail = _decord_message(str(error))
         if k is None:
             raise VideoTruncatedError(
                 self.path, f"a packet does not decode (decord: {detail}); decord stops at it and reads ahead of "
@@ -749,6 +766,7 @@ class VideoReader:
                     for clip in group:
                         yield clip, _select(frames, [position[i] for i in clip.frame_indices])
                         done.add(clip.index)
+                    del frames  # before the next batch is decoded: one batch in memory at a time
                 return
             except VideoTruncatedError:
                 if self.strict or self.num_frames >= planned_for:

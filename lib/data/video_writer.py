@@ -50,6 +50,7 @@ def write_video(
 
     ``frames``: array (T, H, W, 3) or an iterable of (H, W, 3) arrays, uint8 RGB. H and W must be
     even for 4:2:0 codecs. The container is chosen from the suffix (``.avi`` recommended).
+    The file gets the permissions a plain ``open()`` would give it (``0666 & ~umask``).
     Returns the final path.
     """
     import av  # local import: only writers need PyAV
@@ -92,6 +93,10 @@ def write_video(
                 raise ValueError(f"{path}: no frames to write")
             for packet in stream.encode():
                 container.mux(packet)
+        # mkstemp creates 0600; give the video the permissions a plain open() would (0666 & ~umask)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     finally:
         if os.path.exists(tmp_name):
