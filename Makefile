@@ -16,6 +16,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[notebooks,dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (latent-video-study)" >/dev/null
+	# JupyterLab: a notebook saved by hand is copied into its run directory, widget state saved (lib/lab.py)
+	$(BIN)/python -m lib.lab install >/dev/null
 	# strip notebook outputs on commit (keeps the `parameters` tag); only inside a git checkout
 	if [ -d .git ]; then $(BIN)/nbstripout --install --attributes .git/info/attributes; fi
 	touch $(STAMP)

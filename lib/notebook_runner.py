@@ -19,6 +19,8 @@
   progress bar inside it (read from the tqdm widgets' comm messages), so a long cell is never
   silent. In the executed copy, a finished progress bar reads as its final text and closed bars
   (``leave=False``) are dropped; the widget state of what remains is saved in the notebook.
+  Stream output is coalesced (one stdout and one stderr output per cell, carriage-return
+  rewrites resolved), so a text progress bar leaves its last line, not thousands.
 """
 
 from __future__ import annotations
@@ -241,6 +243,7 @@ class StudyNotebookClient(PapermillNotebookClient):
         self.notebook_timeout_s = float(notebook_timeout_s)
         self.timeout_func = self._cell_timeout
         self.interrupt_on_timeout = True
+        self.coalesce_streams = True  # one stream output per cell and name, \r-overwritten text resolved
         self._closed_comms: set[str] = set()
         self._bars: dict[str, tuple[str, str, str]] = {}
         self._limit_hit: str | None = None

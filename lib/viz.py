@@ -58,7 +58,8 @@ def reconstruction_strip(original, reconstruction, *, content_index: int, frames
 
     num_frames = original.shape[1]
     positions = sorted(set(np.linspace(0, num_frames - 1, frames_shown).round().astype(int).tolist()) | {content_index})
-    fig, axes = plt.subplots(2, len(positions), figsize=(1.7 * len(positions), 3.2), squeeze=False)
+    column = min(1.7, 10.0 / len(positions))  # at most 10 inches wide: JupyterLab shows it unscaled, text readable
+    fig, axes = plt.subplots(2, len(positions), figsize=(column * len(positions), 2 * column + 0.6), squeeze=False)
     for col, t in enumerate(positions):
         for row, (label, clip) in enumerate((("original", original), ("reconstruction", reconstruction))):
             ax = axes[row, col]
@@ -82,18 +83,25 @@ def reconstruction_strip(original, reconstruction, *, content_index: int, frames
 
 
 def per_frame_metric_plot(table, *, metrics: Sequence[str] = ("psnr", "ssim")):
-    """Lines of each metric over frame index, one line per (clip, method); ``table`` is a
-    DataFrame with columns clip, method, frame and the metrics."""
+    """Lines of each metric over frame index, one line per (clip, method) - one colour per clip,
+    solid for the VAE, dotted for the baseline; ``table`` is a DataFrame with columns clip,
+    method, frame and the metrics."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, len(metrics), figsize=(5.5 * len(metrics), 3.2), squeeze=False)
+    units = {"psnr": "PSNR (dB)", "ssim": "SSIM (1 = identical)"}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(10, 3.6), squeeze=False)
+    colours = {clip: f"C{i}" for i, clip in enumerate(dict.fromkeys(table["clip"]))}
     for ax, metric in zip(axes[0], metrics):
         for (clip, method), rows in table.groupby(["clip", "method"], sort=False):
-            ax.plot(rows["frame"], rows[metric], marker=".", linestyle="-" if method == "vae" else ":", label=f"{method}: {clip}")
+            ax.plot(rows["frame"], rows[metric], marker=".", linestyle="-" if method == "vae" else ":", color=colours[clip],
+                    label=f"{method}: {clip}")
         ax.set_xlabel("frame")
-        ax.set_ylabel(metric.upper())
+        ax.set_ylabel(units.get(metric, metric.upper()))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    axes[0, -1].legend(fontsize=6, loc="best")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 

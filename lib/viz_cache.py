@@ -43,10 +43,15 @@ def storage_plot(table: pd.DataFrame):  # noqa: ANN201
 
 def projection_plot(points: Sequence[np.ndarray], labels: np.ndarray, class_names: Sequence[str],
                     titles: Sequence[str]):  # noqa: ANN201
-    """One scatter per 2-D projection ((N, 2) arrays), points coloured by class."""
-    fig, axes = plt.subplots(1, len(points), figsize=(4.6 * len(points) + 1.6, 4.4), squeeze=False)
+    """One scatter per 2-D projection ((N, 2) arrays), points coloured by class (one colour per
+    class in every panel); at most two panels per row, so the figure stays 10 inches wide."""
+    columns = min(2, len(points))
+    rows = -(-len(points) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(10, 4.2 * rows), squeeze=False)
     cmap = plt.get_cmap("tab10" if len(class_names) <= 10 else "tab20")
-    for ax, xy, title in zip(axes[0], points, titles):
+    for ax in axes.flat[len(points):]:
+        ax.set_axis_off()
+    for ax, xy, title in zip(axes.flat, points, titles):
         xy = np.asarray(xy)
         for label, name in enumerate(class_names):
             mask = labels == label
@@ -56,6 +61,8 @@ def projection_plot(points: Sequence[np.ndarray], labels: np.ndarray, class_name
         ax.set_xticks([])
         ax.set_yticks([])
     if len(class_names) <= 20:
-        axes[0][-1].legend(fontsize=7, markerscale=2, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, markerscale=2, loc="upper center", bbox_to_anchor=(0.5, 0.0),
+                   ncol=min(len(labels), 5), frameon=False)
     fig.tight_layout()
     return fig

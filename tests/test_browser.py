@@ -4,8 +4,9 @@ JupyterLab runs on 127.0.0.1 on a random port with a token, its settings, worksp
 files in the test's folder; Debian's ``chromium`` (``.ci/run`` installs it) is driven by the
 ``playwright`` package (no browser download). Notebooks 01 and 07 run at their smoke defaults in
 copies (JupyterLab saves what it runs, and the committed notebooks stay clean): no error output,
-the 01 scrubber shows another frame when its slider moves, the 07 view another picture when the
-video (or model) changes. Then executed notebooks of the study runner are opened without a
+the 01 scrubber shows another frame when its slider moves (and 01, saved, is copied into its run
+directory with its widget state), the 07 view another picture when the video (or model) changes.
+Then executed notebooks of the study runner are opened without a
 kernel: every widget cell shows a picture and every progress bar reads 100 %. Screenshots go to
 the test's folder.
 """
@@ -189,8 +190,9 @@ def test_notebooks_work_in_jupyterlab_and_read_without_a_kernel(page: Any, lab: 
     shots.mkdir()
 
     # 01: run, then move the frame slider of the scrubber
+    run_dir = tmp_path / "run_01"  # where a hand run's results (and its saved copy) go, instead of outputs/runs/adhoc
     overrides = {"vae_source": vae_source, "probe": "off"} if vae_source else {}
-    _open(page, lab, _copy_notebook("01_reconstruction", lab["root"], overrides))
+    _open(page, lab, _copy_notebook("01_reconstruction", lab["root"], {**overrides, "run_dir": str(run_dir)}))
     _run_all(page)
     assert not _errors(_outputs(page))
     scrubber = _widget_cell(page)
@@ -202,9 +204,19 @@ def test_notebooks_work_in_jupyterlab_and_read_without_a_kernel(page: Any, lab: 
     after = _wait_for_new_picture(page, scrubber, before, "01 scrubber")
     assert after[:8] == b"\x89PNG\r\n\x1a\n"
     scrubber.screenshot(path=str(shots / "01_reconstruction-scrubber.png"))
+    # saved by hand, the notebook lands in its run directory, with its widgets' state (lib.lab)
+    page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+    copy = run_dir / "01_reconstruction.ipynb"
+    deadline = time.monotonic() + 30
+    while not copy.is_file() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert copy.is_file(), "the saved notebook was not copied into its run directory: is `python -m lib.lab install` done?"
+    saved = json.loads(copy.read_text())
+    assert any(c.get("outputs") for c in saved["cells"]) and "widgets" in saved["metadata"]
 
     # 07: run on the tiny study, then pick another test video (and model, when there are several)
-    _open(page, lab, _copy_notebook("07_compare", lab["root"], {"study_dir": str(tiny_study), "cache_name": cache_name}))
+    _open(page, lab, _copy_notebook("07_compare", lab["root"], {"study_dir": str(tiny_study), "cache_name": cache_name,
+                                                             "run_dir": str(tmp_path / "run_07")}))
     _run_all(page)
     assert not _errors(_outputs(page))
     view = _widget_cell(page)

@@ -20,13 +20,14 @@ epoch's generator, so it is reproducible and independent of the worker count.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lib.classify.data import Batch, batch_order, num_batches
-from lib.classify.pixels import PixelClipDataset, PixelClips
+from lib.classify.pixels import PixelClipDataset, PixelClips, stop_workers
 from lib.data.spatial import CropPolicy
 
 
@@ -79,20 +80,24 @@ class PixelBankClips:
         loader = DataLoader(items, batch_size=None, shuffle=False, num_workers=num_workers,
                             prefetch_factor=4 if num_workers else None)
         bank: torch.Tensor | None = None
-        iterator = loader
+        clips = iter(loader)
+        iterator: Any = clips
         if progress:
             from tqdm.auto import tqdm
 
-            iterator = tqdm(loader, total=n, desc=f"decode {self.split or 'split'} clips", unit="clip")
-        for index, clip in iterator:
-            if bank is None:
-                bank = torch.empty((n, *clip.shape), dtype=torch.uint8)
-            if tuple(clip.shape) != tuple(bank.shape[1:]):
-                path = items.dataset.items[index].path
-                raise ValueError(f"{path}: decoded clip {tuple(clip.shape)} differs from the split's first clip "
-                                 f"{tuple(bank.shape[1:])}; an in-memory bank needs one frame size. Fix: use the "
-                                 "streaming pixel source (pixel_in_memory: false) or a policy with a fixed crop")
-            bank[index] = clip
+            iterator = tqdm(clips, total=n, desc=f"decode {self.split or 'split'} clips", unit="clip")
+        try:
+            for index, clip in iterator:
+                if bank is None:
+                    bank = torch.empty((n, *clip.shape), dtype=torch.uint8)
+                if tuple(clip.shape) != tuple(bank.shape[1:]):
+                    path = items.dataset.items[index].path
+                    raise ValueError(f"{path}: decoded clip {tuple(clip.shape)} differs from the split's first clip "
+                                     f"{tuple(bank.shape[1:])}; an in-memory bank needs one frame size. Fix: use the "
+                                     "streaming pixel source (pixel_in_memory: false) or a policy with a fixed crop")
+                bank[index] = clip
+        finally:
+            stop_workers(clips)
         assert bank is not None
         return bank
 

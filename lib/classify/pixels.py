@@ -145,6 +145,17 @@ class SeededOrderSampler(Sampler[tuple[int, int]]):
         return iter(zip(order.tolist(), seeds.tolist()))
 
 
+def stop_workers(iterator: Any) -> None:
+    """Shut a DataLoader iterator's worker processes down now, in this process.
+
+    An iterator left alive (a consumer that stopped early) is otherwise shut down by its
+    ``__del__``, which may run in a process forked later (the next loader's workers) and fail
+    there with "can only test a child process", printed to stderr."""
+    shutdown = getattr(iterator, "_shutdown_workers", None)
+    if shutdown is not None:
+        shutdown()
+
+
 class PixelClips:
     """A pixel split as a batch source: ``PixelClipDataset`` + ``DataLoader(num_workers)``."""
 
@@ -189,10 +200,12 @@ class PixelClips:
             dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers, drop_last=drop_last,
             pin_memory=device.type == "cuda", prefetch_factor=self.prefetch_factor if self.num_workers else None,
         )
+        batches = iter(loader)
         try:
-            for clips, labels, videos in loader:
+            for clips, labels, videos in batches:
                 yield Batch((clips.to(device, non_blocking=True),), labels.to(device), videos.to(device))
         finally:
+            stop_workers(batches)
             if self.num_workers == 0:
                 dataset.close()
 

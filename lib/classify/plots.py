@@ -43,6 +43,7 @@ def plot_learning_curves(history: str | os.PathLike[str] | Sequence[Mapping[str,
     """Loss (train, val) and accuracy (train clip, val clip, val video) per epoch; a dotted line
     marks the selected (best val video top-1) epoch."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rows = read_history(history) if isinstance(history, (str, os.PathLike)) else list(history)
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
@@ -57,9 +58,10 @@ def plot_learning_curves(history: str | os.PathLike[str] | Sequence[Mapping[str,
     xs, ys = _column(rows, "val_video_top1")
     if ys:
         ax_acc.axvline(xs[int(np.argmax(ys))], color="grey", linestyle=":", label="selected")
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
+    ax_loss.set(xlabel="epoch", ylabel="loss (cross-entropy)", title="loss")
     ax_acc.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy", ylim=(0, 100))
     for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if title:
@@ -116,17 +118,43 @@ def plot_per_class_accuracy(per_class: Sequence[float | None], class_names: Sequ
     return fig
 
 
+COST_LABELS = {"flops_per_clip": "forward FLOPs per clip (log scale)", "train_seconds": "training time in s (log scale)",
+               "params": "parameters (log scale)", "seconds_per_epoch": "seconds per epoch (log scale)"}
+
+
+def _label_offsets(ax: Any, points: Sequence[tuple[float, float, str]], fontsize: float) -> list[tuple[float, float]]:
+    """Offsets (points) for the names of ``points`` so that no two labels overlap: each label takes
+    the first of a few positions around its point whose box is free (a greedy placement)."""
+    ax.autoscale_view()
+    scale = ax.figure.dpi / 72.0
+    char_w, line_h = 0.58 * fontsize, 1.3 * fontsize  # points
+    taken: list[tuple[float, float, float, float]] = []
+    offsets = []
+    for x, y, name in points:
+        px, py = ax.transData.transform((x, y)) / scale  # in points
+        width = char_w * len(name)
+        for dx, dy in ((5, 4), (5, -4 - line_h), (-5 - width, 4), (-5 - width, -4 - line_h), (5, 4 + line_h),
+                       (5, -4 - 2 * line_h), (-5 - width, 4 + line_h), (-5 - width, -4 - 2 * line_h)):
+            box = (px + dx, py + dy, px + dx + width, py + dy + line_h)
+            if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
+                break
+        taken.append(box)
+        offsets.append((dx, dy))
+    return offsets
+
+
 def plot_accuracy_vs_cost(results: Sequence[Mapping[str, Any]], *, x: str = "flops_per_clip", y: str = "test_video_top1",
                           title: str = "") -> Any:
     """Scatter of accuracy against a cost on a log x axis, one point per model with error bars
-    (std over seeds) and its name. ``results``: dicts with ``model``, ``x`` (e.g.
-    ``flops_per_clip``, ``train_seconds``, ``params``) and ``y`` as a fraction, plus an optional
-    ``<y>_std`` and ``input_kind`` (colours latent vs pixel models)."""
+    (std over seeds) and its name, names placed so they do not overlap. ``results``: dicts with
+    ``model``, ``x`` (e.g. ``flops_per_clip``, ``train_seconds``, ``params``) and ``y`` as a
+    fraction, plus an optional ``<y>_std`` and ``input_kind`` (colours latent vs pixel models)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    colours = {"latent": "tab:blue", "latent+content": "tab:purple", "pixels": "tab:orange"}
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    colours = {"latent": "tab:blue", "latent+content": "tab:purple", "pixels": "tab:orange", "pooled pixels": "tab:grey"}
     seen_kinds: set[str] = set()
+    points = []
     for r in results:
         if r.get(x) in (None, 0) or r.get(y) is None:
             continue
@@ -135,12 +163,17 @@ def plot_accuracy_vs_cost(results: Sequence[Mapping[str, Any]], *, x: str = "flo
         ax.errorbar(float(r[x]), 100 * float(r[y]), yerr=None if std is None else 100 * float(std), fmt="o", capsize=3,
                     color=colours.get(kind, "tab:grey"), label=None if kind in seen_kinds else kind)
         seen_kinds.add(kind)
-        ax.annotate(str(r["model"]), (float(r[x]), 100 * float(r[y])), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        points.append((float(r[x]), 100 * float(r[y]), str(r["model"])))
     ax.set_xscale("log")
-    ax.set(xlabel=x.replace("_", " "), ylabel=f"{y.replace('_', ' ')} (%)", title=title or "accuracy vs cost")
+    ax.margins(x=0.15, y=0.12)
+    for (px, py, name), offset in zip(points, _label_offsets(ax, points, 8)):
+        ax.annotate(name, (px, py), textcoords="offset points", xytext=offset, fontsize=8)
+    ax.set(xlabel=COST_LABELS.get(x, x.replace("_", " ") + " (log scale)"), ylabel=f"{y.replace('_', ' ')} (%)",
+           title=title or "accuracy vs cost")
+    ax.title.set_fontsize(10)
     ax.grid(alpha=0.3, which="both")
     if seen_kinds:
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, title="input", title_fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -99,27 +99,61 @@ def accuracy_frame(results: Mapping[str, ExperimentResult], *, level: str = "vid
     return pd.DataFrame(rows).set_index("model")
 
 
+def accuracy_table(results: Mapping[str, ExperimentResult], *, level: str = "video") -> Any:
+    """:func:`accuracy_frame` as a styled table with a caption saying what the numbers are."""
+    from lib.tables import styled
+
+    return styled(accuracy_frame(results, level=level),
+                  f"Top-1 accuracy in % per split ({level} level: the mean of clip softmax over a video's clips), mean ± std "
+                  "over seeds; published test %: the student study on UCF101 split 1 (comparable only there)")
+
+
+def result_tables(results: Mapping[str, ExperimentResult]) -> Any:
+    """Every model's per-split table (video and clip accuracy, top-5, mean class accuracy), rendered."""
+    from lib.tables import markdown
+
+    return markdown("\n\n".join(result.table() for result in results.values()))
+
+
+def data_table(cache_dir: str | os.PathLike[str], *, fold: int = 1, kind: str = "latent") -> Any:
+    """What the classifiers of a notebook read from a cache: inputs, clips per split, provenance."""
+    from lib.classify.loading import load_latent_data
+    from lib.tables import record_table
+
+    described = load_latent_data(cache_dir, fold=fold, kind=kind).describe()
+    return record_table(described, f"The classifiers' inputs: fold {fold} of the {kind} cache (clips per split, input "
+                                   "shape per clip, bytes per clip)")
+
+
 def learning_curves(results: Mapping[str, ExperimentResult], *, seed: int | None = None) -> Any:
-    """One column per model: loss (top) and accuracy (bottom) per epoch of one seed (the first)."""
+    """One column per model: loss (top) and accuracy in % (bottom) per epoch of one seed (the first)."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     from lib.classify.plots import read_history
 
-    fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 6), squeeze=False)
+    columns = max(len(results), 1)
+    fig, axes = plt.subplots(2, columns, figsize=(min(10.0, 3.4 * columns + 0.6), 5.6), squeeze=False, sharex="col")
     for col, (name, result) in enumerate(results.items()):
         s = seed if seed is not None else result.summary["seeds"][0]
         rows = read_history(result.root / f"seed{s}" / "history.csv")
         epochs = [r["epoch"] for r in rows]
         for key, style in (("train_loss", "-"), ("val_loss", "--")):
             if any(r.get(key) is not None for r in rows):
-                axes[0, col].plot(epochs, [r.get(key) for r in rows], style, label=key)
+                axes[0, col].plot(epochs, [r.get(key) for r in rows], style, marker=".", label=key.removesuffix("_loss"))
+        labels = {"train_acc": "train (clip)", "val_clip_top1": "val (clip)", "val_video_top1": "val (video)"}
         for key, style in (("train_acc", "-"), ("val_clip_top1", "--"), ("val_video_top1", ":")):
             if any(r.get(key) is not None for r in rows):
-                axes[1, col].plot(epochs, [r.get(key) for r in rows], style, label=key)
-        axes[0, col].set_title(f"{name} (seed {s})")
+                axes[1, col].plot(epochs, [None if r.get(key) is None else 100 * r[key] for r in rows], style,
+                                  marker=".", label=labels[key])
+        axes[0, col].set_title(f"{name} (seed {s})", fontsize=9)
         axes[1, col].set_xlabel("epoch")
-        axes[1, col].set_ylim(0, 1)
+        axes[1, col].set_ylim(0, 100)
+        if col == 0:
+            axes[0, col].set_ylabel("loss (cross-entropy)")
+            axes[1, col].set_ylabel("accuracy (%)")
         for ax in axes[:, col]:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.legend(fontsize=7)
             ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -186,6 +220,32 @@ def headline_table(frame: Any) -> Any:
                      "MFLOPs/clip": f"{r['flops_per_clip'] / 1e6:.1f}" if r.get("flops_per_clip") else "",
                      "train s": f"{r['train_seconds']:.0f}" if r.get("train_seconds") else ""})
     return pd.DataFrame(rows)
+
+
+def study_table(frame: Any) -> Any:
+    """:func:`headline_table` as a styled table with a caption."""
+    from lib.tables import styled
+
+    return styled(headline_table(frame), "Video-level top-1 accuracy in % (mean ± std over seeds) of every model of the "
+                  "study; published test: the student study on UCF101 split 1 (comparable only there); MFLOPs: forward, "
+                  "per clip; train s: training time on this machine", hide_index=True)
+
+
+def cost_table(frame: Any) -> Any:
+    """:func:`cost_frame` as a styled table with a caption."""
+    from lib.tables import styled
+
+    return styled(cost_frame(frame), "What each model costs on this machine: parameters, forward MFLOPs per clip, "
+                  "training time (s), seconds per epoch, inference clips/s, input bytes per clip, the one-off encoding "
+                  "cost (ms per clip, latent models: paid once in 02) and test video top-1 (%)", precision=1)
+
+
+def study_label(study_dir: str | os.PathLike[str]) -> str:
+    """How figure titles name a study: ``study 'default'``, or what a hand run's folder holds."""
+    from lib.runs import ADHOC_STUDY
+
+    name = Path(study_dir).name
+    return "notebooks run by hand" if name == ADHOC_STUDY else f"study '{name}'"
 
 
 def cost_frame(frame: Any) -> Any:
