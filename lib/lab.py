@@ -2,8 +2,8 @@
 
 ``python -m lib.lab install`` (``make venv`` runs it) writes two settings into the environment:
 
-- ``etc/jupyter/jupyter_server_config.d/latent_video_study.json`` makes :func:`copy_to_run_dir`
-  the contents manager's post-save hook. When JupyterLab saves a notebook whose outputs name a
+- ``etc/jupyter/jupyter_server_config.json`` (other settings in it kept) makes
+  :func:`copy_to_run_dir` the contents manager's post-save hook. When JupyterLab saves a notebook whose outputs name a
   run directory (:func:`lib.tables.run_note` attaches it to its output), the saved notebook is
   copied there as ``<notebook>.ipynb``, as the study runner leaves its executed copies. Other
   notebooks, and a notebook saved inside its own run directory, are left alone; a failing copy
@@ -58,7 +58,7 @@ def copy_to_run_dir(model: dict[str, Any] | None = None, os_path: str = "", cont
         return None
 
 
-SERVER_CONFIG = Path("etc/jupyter/jupyter_server_config.d/latent_video_study.json")
+SERVER_CONFIG = Path("etc/jupyter/jupyter_server_config.json")  # a .d/ file would only enable extensions
 LAB_OVERRIDES = Path("share/jupyter/lab/settings/overrides.json")
 WIDGETS_PLUGIN = "@jupyter-widgets/jupyterlab-manager:plugin"
 
@@ -66,13 +66,15 @@ WIDGETS_PLUGIN = "@jupyter-widgets/jupyterlab-manager:plugin"
 def install(prefix: str | Path = sys.prefix) -> list[Path]:
     """Write the two settings (see the module docstring) under ``prefix``; other overrides are kept."""
     prefix = Path(prefix)
-    server = prefix / SERVER_CONFIG
-    atomic_write_text(server, json.dumps({"ContentsManager": {"post_save_hook": "lib.lab.copy_to_run_dir"}}, indent=2) + "\n")
-    overrides_path = prefix / LAB_OVERRIDES
-    overrides = json.loads(overrides_path.read_text()) if overrides_path.is_file() else {}
-    overrides.setdefault(WIDGETS_PLUGIN, {})["saveState"] = True
-    atomic_write_text(overrides_path, json.dumps(overrides, indent=2) + "\n")
-    return [server, overrides_path]
+    written = []
+    for relative, section, key, value in ((SERVER_CONFIG, "ContentsManager", "post_save_hook", "lib.lab.copy_to_run_dir"),
+                                          (LAB_OVERRIDES, WIDGETS_PLUGIN, "saveState", True)):
+        path = prefix / relative
+        settings = json.loads(path.read_text()) if path.is_file() else {}
+        settings.setdefault(section, {})[key] = value
+        atomic_write_text(path, json.dumps(settings, indent=2) + "\n")
+        written.append(path)
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

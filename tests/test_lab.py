@@ -52,12 +52,26 @@ def test_a_notebook_saved_in_its_own_run_dir_or_pointing_nowhere_is_left_alone(t
     assert lab.copy_to_run_dir({"type": "notebook"}, str(broken)) is None  # a failing copy never fails the save
 
 
-def test_install_writes_the_server_hook_and_keeps_other_lab_overrides(tmp_path: Path) -> None:
+def test_install_writes_the_server_hook_and_keeps_other_settings(tmp_path: Path) -> None:
     overrides = tmp_path / lab.LAB_OVERRIDES
     overrides.parent.mkdir(parents=True)
     overrides.write_text(json.dumps({"@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"}}))
+    (tmp_path / lab.SERVER_CONFIG).parent.mkdir(parents=True)
+    (tmp_path / lab.SERVER_CONFIG).write_text(json.dumps({"ServerApp": {"open_browser": False}}))
     lab.install(tmp_path)
     server = json.loads((tmp_path / lab.SERVER_CONFIG).read_text())
-    assert server == {"ContentsManager": {"post_save_hook": "lib.lab.copy_to_run_dir"}}
+    assert server == {"ServerApp": {"open_browser": False}, "ContentsManager": {"post_save_hook": "lib.lab.copy_to_run_dir"}}
     merged = json.loads(overrides.read_text())
     assert merged[lab.WIDGETS_PLUGIN] == {"saveState": True} and "theme" in merged["@jupyterlab/apputils-extension:themes"]
+
+
+def test_a_jupyter_server_started_from_the_prefix_reads_the_hook(tmp_path: Path, monkeypatch) -> None:
+    import jupyter_core.paths
+    from jupyter_server.serverapp import ServerApp
+
+    lab.install(tmp_path)
+    monkeypatch.setattr(jupyter_core.paths, "jupyter_config_path", lambda: [str(tmp_path / "etc" / "jupyter")])
+    monkeypatch.setattr(ServerApp, "config_file_paths", property(lambda self: [str(tmp_path / "etc" / "jupyter")]))
+    app = ServerApp()
+    app.load_config_file()
+    assert app.config.ContentsManager.post_save_hook == "lib.lab.copy_to_run_dir"
