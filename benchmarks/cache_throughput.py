@@ -144,7 +144,7 @@ class GpuSampler:
             except (OSError, ValueError, IndexError, subprocess.SubprocessError):
                 return
 
-    def __enter__(self) -> "GpuSampler":
+    def __enter__(self) -> GpuSampler:
         self._thread.start()
         return self
 
@@ -212,8 +212,8 @@ def bench_read(clips_total: int, clips_per_video: int = 8) -> None:
             (data / "UCF-101" / rel).write_bytes(b"")  # never decoded: the entries are written directly
         plan = make_plan(data)
         cache_dir = Path(tmp) / "cache"
-        from lib.cache.manifest import claim, make_key
         from lib.cache.encoders import PooledPixelsEncoder
+        from lib.cache.manifest import claim, make_key
 
         key = make_key(encoder=PooledPixelsEncoder(pool_shape=(16, 4, 7, 9)), spatial=FULL, spec=ClipSpec(), clip_mode="all",
                        clip_seed_value=0, storage_dtype="float16", sample=False, sample_seed=0, logvar=False,

@@ -33,10 +33,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.env_check import cpu_model  # noqa: E402
 from lib.data.spatial import CropPolicy, SpatialPolicy  # noqa: E402
 from lib.data.video import iter_clip_frames, iter_clips  # noqa: E402
 from lib.data.video_writer import write_video  # noqa: E402
+from lib.env_check import cpu_model  # noqa: E402
 
 GOAL = 0.90
 

@@ -35,7 +35,6 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from queue import Empty
 from typing import IO, Any
 

@@ -22,7 +22,7 @@ import socket
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -80,7 +80,7 @@ class RunDir:
         """Record resolved parameters plus provenance (time, host, python) as config.json."""
         record = {
             "params": _jsonable(params),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": socket.gethostname(),
             "python": platform.python_version(),
         }

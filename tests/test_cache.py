@@ -21,8 +21,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lib.cache import (CacheError, IncompleteCacheError, StaleCacheError, build_cache, load_content_features,
-                       load_split, open_cache, pooled_shape)
+from lib.cache import (
+    CacheError,
+    IncompleteCacheError,
+    StaleCacheError,
+    build_cache,
+    load_content_features,
+    load_split,
+    open_cache,
+    pooled_shape,
+)
 from lib.cache.plan import entry_path
 from lib.data.clips import sample_clips
 from lib.data.spatial import CropPolicy

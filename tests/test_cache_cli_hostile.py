@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from hostile_corpus import read_only_dir
+
 from lib.cache import CacheError, build_cache, open_cache
 from lib.cache.__main__ import main
 from lib.cache.claims import ClaimOwner, claim_path, try_claim

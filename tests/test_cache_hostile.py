@@ -18,8 +18,8 @@ import numpy as np
 import papermill
 import pytest
 import yaml
-
 from hostile_corpus import flip_byte, replace_same_size, write_raw_video
+
 from lib.cache import StaleCacheError, build_cache, load_split, open_cache
 from lib.cache.errors import CacheError, DamagedCacheError
 from lib.cache.repair import repair_cache, verify_cache

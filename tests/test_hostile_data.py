@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from hostile_corpus import read_only_dir, write_narrow_video, write_vfr_video
+
 from lib.data.errors import DatasetError, VideoFrameSizeError, VideoUnreadableError, VideoVariableFrameRateError
 from lib.data.spatial import CropPolicy, PadPolicy, uint8_to_unit_range
 from lib.data.ucf101 import format_report, integrity_report, summarize

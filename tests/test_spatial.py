@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from lib.data.spatial import (
     SPATIAL_POLICIES,
     CropPolicy,
-    PadPolicy,
     Padding,
+    PadPolicy,
     make_spatial_policy,
     resize,
     short_side_size,

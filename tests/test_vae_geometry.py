@@ -9,9 +9,8 @@ import torch
 
 from lib.vae import load_reducio
 from lib.vae.convert import convert_checkpoint
+from lib.vae.local import UnknownGeometryError, ensure_local_vae, input_policy
 from lib.vae.presets import get_preset
-from lib.vae.local import UnknownGeometryError, input_policy
-from lib.vae.local import ensure_local_vae
 
 
 @pytest.fixture(scope="module")

@@ -24,15 +24,15 @@ from lib.data.clips import ClipSpec, sample_clips
 from lib.data.errors import VideoEmptyError, VideoTooShortError, VideoTruncatedError, VideoUnreadableError
 from lib.data.spatial import CropPolicy, PadPolicy
 from lib.data.video import (
+    AviHeader,
     VideoInfo,
     VideoReader,
-    AviHeader,
     avi_video_packets,
-    read_avi_header,
     frames_to_tensor,
     iter_clip_frames,
     iter_clips,
     probe_video,
+    read_avi_header,
     tensor_to_frames,
 )
 from lib.data.video_writer import write_video

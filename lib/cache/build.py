@@ -33,7 +33,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +224,7 @@ def _build(cache_dir: Path, req: _Request, *, dev: torch.device, dist_env: tuple
                    layer_norm=req.layer_norm, content_features=req.content_features, plan=plan)
     khash = key_hash(key)
     provenance = {"dataset_root": str(root), "encoder": encoder.provenance(),
-                  "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+                  "created": datetime.now(UTC).isoformat(timespec="seconds")}
     summary = BuildSummary(out_dir=cache_dir, complete=False, shard=(req.shard_index, req.num_shards),
                            num_videos=len(plan.videos), videos_this_run=0, clips_this_run=0, failures_this_run=0,
                            device=str(dev))

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +136,7 @@ class _StatsFile:
 
     def __init__(self, cache_dir: Path, summary: BuildSummary, settings: DecodeSettings, shard: ShardSettings,
                  device: torch.device) -> None:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         self.path = cache_dir / STATS_DIR / f"run-{stamp}-{socket.gethostname()}-{os.getpid()}.json"
         self.summary, self.settings, self.shard, self.device = summary, settings, shard, device
         self.start = time.perf_counter()

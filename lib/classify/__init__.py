@@ -22,7 +22,13 @@ Modules:
 from lib.classify.config import TrainConfig
 from lib.classify.data import Batch, BatchSource, TensorClips
 from lib.classify.engine import EvaluationResult, FitResult, Predictions, evaluate, fit, train_and_evaluate
-from lib.classify.errors import ClassifyError, InputMismatchError, RunMismatchError, TrainingDivergedError, UnknownNameError
+from lib.classify.errors import (
+    ClassifyError,
+    InputMismatchError,
+    RunMismatchError,
+    TrainingDivergedError,
+    UnknownNameError,
+)
 from lib.classify.metrics import aggregate_seeds, classification_metrics, split_table
 from lib.classify.pixels import PixelClipDataset, PixelClipItem, PixelClips
 

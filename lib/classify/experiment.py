@@ -22,8 +22,15 @@ import torch
 from torch import nn
 
 from lib.classify.config import TrainConfig
+from lib.classify.cost import (
+    CostRow,
+    count_parameters,
+    forward_flops,
+    machine_description,
+    mean_cost,
+    measure_inference,
+)
 from lib.classify.data import TensorClips, standardize_splits
-from lib.classify.cost import CostRow, count_parameters, forward_flops, machine_description, mean_cost, measure_inference
 from lib.classify.engine import train_and_evaluate
 from lib.classify.errors import InputMismatchError, RunMismatchError, UnknownNameError
 from lib.classify.loading import ExperimentData, load_latent_data, load_pixel_data

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from lib.classify.experiment import ExperimentResult, collect_results, run_experiment
 from lib.classify.loading import ExperimentData
@@ -167,7 +166,6 @@ def best_model(results: Mapping[str, ExperimentResult], *, split: str = "val") -
 
 def confusion_figure(result: ExperimentResult, *, split: str = "test", seed: int | None = None) -> Any:
     """Confusion matrix (row-normalised) and per-class accuracy of one seed, video level."""
-    import matplotlib.pyplot as plt
 
     from lib.classify.plots import plot_confusion_matrix, plot_per_class_accuracy
 

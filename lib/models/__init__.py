@@ -26,9 +26,17 @@ from __future__ import annotations
 
 # Importing the model modules registers them; this order (published, ours, fusion, pixel) is the
 # order of list_models().
-from lib.models import lstm_paper, transformer_paper, conv3d_paper  # noqa: F401, I001
-from lib.models import lstm_ours, transformer_ours, conv3d_ours, fusion_ours, pixel  # noqa: F401, I001
-from lib.models.cost import count_parameters, cost_summary, forward_flops
+from lib.models import (  # noqa: F401, I001  # noqa: F401, I001
+    conv3d_ours,
+    conv3d_paper,
+    fusion_ours,
+    lstm_ours,
+    lstm_paper,
+    pixel,
+    transformer_ours,
+    transformer_paper,
+)
+from lib.models.cost import cost_summary, count_parameters, forward_flops
 from lib.models.registry import (
     FAMILIES,
     INPUT_KINDS,

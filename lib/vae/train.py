@@ -951,7 +951,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         return RunConfig(preset=preset, seed=args.seed, data_root=str(pool_root), fold=args.fold,
                          val_fraction=args.val_fraction, val_seed=args.val_seed, eval_root=str(eval_root))
     if args.data is None:
-        from lib.data.synth import PRESETS as SYNTH_PRESETS, ensure_synthetic
+        from lib.data.synth import PRESETS as SYNTH_PRESETS
+        from lib.data.synth import ensure_synthetic
 
         if args.preset not in SYNTH_PRESETS:
             raise ValueError(f"no embedded synthetic dataset named {args.preset!r}; pass --data")
