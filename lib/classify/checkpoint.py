@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from lib.classify.errors import RunMismatchError
+from lib.errors import unsafe_load_cause
 from lib.runs import RunDir, atomic_write
 
 LAST_NAME: Final[str] = "last.pt"
@@ -39,9 +40,10 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a foreign or damaged file: say which and what to do
-        raise RunMismatchError(path, f"cannot read this checkpoint ({type(exc).__name__}: {exc})",
-                               "delete it to retrain this run, or point run_dir elsewhere") from exc
+    except Exception as exc:  # a foreign, damaged or unsafe file: say which and what to do
+        # torch's own text is not quoted: for an unsafe file its advice is to unpickle it unsafely
+        raise RunMismatchError(path, f"cannot read this checkpoint ({unsafe_load_cause(exc)})",
+                               "delete it to retrain this run, or point run_dir elsewhere") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise RunMismatchError(path, "not a checkpoint of lib.classify (format version missing or different)",
                                "use a fresh run directory")

@@ -400,12 +400,12 @@ def load_train_state(out: Path) -> dict[str, Any] | None:
     path = out / STATE_NAME
     if not path.is_file():
         return None
+    from lib.errors import unsafe_load_cause
+
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable state is reported the same way
-        text = str(err)  # torch's weights-only refusal text is not quoted: its advice is to unpickle unsafely
-        cause = ("it holds objects beyond tensors and plain containers" if "weights only" in text.lower()
-                 or "weights_only" in text else f"{type(err).__name__}: {(text.splitlines() or [''])[0]}")
+        cause = unsafe_load_cause(err)  # never torch's own text: its advice is to unpickle unsafely
         raise TrainStateError(f"{path}: unreadable training state ({cause}). Fix: delete {path} to restart from the "
                               "last exported weights' step 0, or the whole folder") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
