@@ -31,11 +31,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from lib.data.synth_ucf101 import LayoutSelection, ensure_layout, parse_groups
 from lib.paths import PARAMS_DIR, resolve_path
-from lib.study import RUNNER_KEY
+from lib.study import RUNNER_KEY, read_params_file
 
 REAL_PARAMS: Path = PARAMS_DIR / "ucf101_reducio.yaml"
 REHEARSAL_PARAMS: Path = PARAMS_DIR / "ucf101_rehearsal.yaml"
@@ -88,7 +86,7 @@ class Difference:
 
 
 def _load(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    content = yaml.safe_load(resolve_path(path).read_text()) or {}
+    content = read_params_file(resolve_path(path))  # syntax errors name the file, line and column
     return {name: dict(values or {}) for name, values in content.items()}
 
 

@@ -137,15 +137,25 @@ def open_run(notebook: str, run_dir: str | os.PathLike[str] = "", params: Mappin
     return run
 
 
-def notebook_parameters(namespace: Mapping[str, Any], notebook: str) -> dict[str, Any]:
-    """The current values of ``notebook``'s parameters, read from its ``namespace`` (``globals()``).
+def declared_parameters(notebook: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
+    """The parameters ``notebook`` declares in its tagged ``parameters`` cell, in order: name ->
+    papermill's record of it (``inferred_type_name``, ``default`` as source text, ``help``).
 
-    The names come from the notebook's tagged ``parameters`` cell (papermill's inspector), so a
-    notebook records its resolved parameters without repeating their list.
+    The one reading of a notebook's parameters: the study runner checks params files against it
+    and notebooks record their resolved parameters through it.
     """
     import papermill
 
+    return dict(papermill.inspect_notebook(os.fspath(notebook)))
+
+
+def notebook_parameters(namespace: Mapping[str, Any], notebook: str) -> dict[str, Any]:
+    """The current values of ``notebook``'s parameters, read from its ``namespace`` (``globals()``).
+
+    The names come from the notebook's tagged ``parameters`` cell (:func:`declared_parameters`),
+    so a notebook records its resolved parameters without repeating their list.
+    """
     from lib.paths import NOTEBOOKS_DIR
 
-    names = papermill.inspect_notebook(str(NOTEBOOKS_DIR / f"{notebook}.ipynb"))
+    names = declared_parameters(NOTEBOOKS_DIR / f"{notebook}.ipynb")
     return {name: namespace[name] for name in names if name in namespace}

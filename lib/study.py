@@ -25,6 +25,13 @@ The optional ``runner`` section sets the limits that keep a run from hanging sil
       steps:                     # per-notebook overrides of the two
         02_latent_cache: {cell_timeout_s: 7200, notebook_timeout_s: 7200}
 
+Before anything runs, every notebook's parameters are checked against the ones it declares in
+its tagged ``parameters`` cell (papermill itself only warns about an unknown one and runs the
+notebook on its default): an unknown key is an :class:`UnknownParameterError` with the closest
+declared names, and a value of another type than the notebook's default (``seeds: 0`` where the
+notebook declares ``seeds: list = [0]``) a :class:`ParameterTypeError`; values are never coerced,
+so what a params file says is what the notebook receives. ``int`` is accepted for ``float``.
+
 A cell that runs past either limit is interrupted and stops the chain like a failure. While a
 step runs, a line per finished cell and a status line (the running cell, its time, the library's
 progress bar) keep the console informed; at the end a summary lists every step, where the results
@@ -34,6 +41,7 @@ are and the headline table. The kernel's own output goes to ``kernel.log`` in th
 from __future__ import annotations
 
 import argparse
+import difflib
 import hashlib
 import json
 import os
@@ -45,8 +53,9 @@ from typing import Any
 
 import yaml
 
+from lib.errors import ActionableError
 from lib.paths import NOTEBOOKS_DIR, REPO_ROOT, RUNS_DIR, resolve_path
-from lib.runs import atomic_write_text
+from lib.runs import atomic_write_text, declared_parameters
 
 RUNNER_KEY = "runner"  # the params file's section of runner settings (not a notebook)
 DEFAULT_CELL_TIMEOUT_S = 6 * 3600.0  # long enough for a UCF101 cache build on a GPU; a hang ends here
@@ -59,8 +68,35 @@ STALE_DIR = "_stale"  # under RUNS_DIR: run directories of superseded settings (
 RESERVED_PARAMETERS = ("run_dir",)  # set by the runner, never by a params file
 
 
-class StudyError(ValueError):
-    """A params file that cannot be run (unknown notebook, bad structure) or a failed step."""
+class StudyError(ActionableError):
+    """A params file that cannot be run (unknown notebook, bad structure) or a failed step.
+    ``path`` is the params file (None for a step's failure, whose reason names its notebook)."""
+
+
+class ParamsSyntaxError(StudyError):
+    """A params file that is not valid YAML; ``line`` and ``column`` (1-based) say where, when known."""
+
+    def __init__(self, path: Path, problem: str, line: int | None, column: int | None) -> None:
+        self.line, self.column = line, column
+        where = f" at line {line}, column {column}" if line is not None else ""
+        super().__init__(path, f"not valid YAML{where}: {problem}",
+                         "correct the syntax there; the file maps notebook names to mappings of their parameters")
+
+
+class UnknownParameterError(StudyError):
+    """A params file gives a notebook parameters it does not declare (papermill would only warn)."""
+
+    def __init__(self, path: Path, notebook: str, keys: list[str], declared: list[str]) -> None:
+        self.notebook, self.keys = notebook, keys
+        self.suggestions = {key: difflib.get_close_matches(key, declared, n=1) for key in keys}
+        named = ", ".join(repr(key) + (f" (did you mean {close[0]!r}?)" if close else "")
+                          for key, close in self.suggestions.items())
+        super().__init__(path, f"notebook {notebook} has no parameter {named}",
+                         f"use the names it declares: {declared}")
+
+
+class ParameterTypeError(StudyError):
+    """A params value whose type differs from the notebook's default (papermill injects it as is)."""
 
 
 @dataclass(frozen=True)
@@ -78,46 +114,101 @@ class Step:
 
 
 _LIMITS = ("cell_timeout_s", "notebook_timeout_s")
+# papermill's inferred type of a notebook default -> the types a params value may have
+_ACCEPTED_TYPES: dict[str, tuple[type, ...]] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+                                                "list": (list,), "dict": (dict,)}
 
 
 def _limits(path: Path, section: Any, where: str) -> dict[str, float]:
     if not isinstance(section, dict):
-        raise StudyError(f"{path}: {where} must be a mapping")
+        raise StudyError(path, f"{where} must be a mapping, got {type(section).__name__}",
+                         f"write {where} as a mapping of {list(_LIMITS)}")
     unknown = sorted(set(section) - set(_LIMITS) - ({"steps"} if where == RUNNER_KEY else set()))
     if unknown:
-        raise StudyError(f"{path}: {where} has unknown keys {unknown}. Fix: use {list(_LIMITS)}")
+        raise StudyError(path, f"{where} has unknown keys {unknown}", f"use {list(_LIMITS)}")
     limits = {k: section[k] for k in _LIMITS if k in section}
     for key, value in limits.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise StudyError(f"{path}: {where}.{key} must be a positive number of seconds, got {value!r}")
+            raise StudyError(path, f"{where}.{key} must be a positive number of seconds, got {value!r}",
+                             f"give {where}.{key} a number of seconds above 0")
     return {k: float(v) for k, v in limits.items()}
 
 
-def load_study(params_file: str | Path) -> list[Step]:
-    """Parse a params file into ordered steps; errors name the file and the offending key."""
-    path = resolve_path(params_file)
+def read_params_file(path: Path) -> dict[str, Any]:
+    """The top-level mapping of the params file ``path``; a file that is missing, unreadable or not
+    a YAML mapping is a :class:`StudyError` (:class:`ParamsSyntaxError` naming line and column)."""
     if not path.is_file():
-        raise StudyError(f"{path}: params file not found. Fix: pass one of {sorted(p.name for p in (REPO_ROOT / 'params').glob('*.yaml'))}")
-    content = yaml.safe_load(path.read_text()) or {}
+        known = sorted(p.name for p in (REPO_ROOT / "params").glob("*.yaml"))
+        raise StudyError(path, "params file not found", f"pass one of {known}")
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as err:
+        raise StudyError(path, f"not UTF-8 text ({err.reason} at byte {err.start})", "save it as UTF-8 YAML") from None
+    except yaml.MarkedYAMLError as err:
+        mark, context = err.problem_mark or err.context_mark, err.context_mark
+        problem = err.problem or "cannot be parsed"
+        if err.context and context is not None:  # where the construct that stays open began
+            problem += f" ({err.context} at line {context.line + 1}, column {context.column + 1})"
+        raise ParamsSyntaxError(path, problem, mark.line + 1 if mark else None,
+                                mark.column + 1 if mark else None) from None
+    except yaml.YAMLError as err:
+        raise ParamsSyntaxError(path, str(err), None, None) from None
     if not isinstance(content, dict):
-        raise StudyError(f"{path}: top level must map notebook names to parameter dicts")
+        raise StudyError(path, f"the top level is a {type(content).__name__}, not a mapping",
+                         "map notebook names to mappings of their parameters")
+    return content
+
+
+def check_parameters(path: Path, notebook: Path, parameters: dict[str, Any]) -> None:
+    """Refuse ``parameters`` that ``notebook`` does not declare, or whose value has another type than
+    the notebook's default (see the module docstring); ``path`` is the params file they come from."""
+    declared = declared_parameters(notebook)
+    names = [name for name in declared if name not in RESERVED_PARAMETERS]
+    unknown = [key for key in parameters if key not in declared]
+    if unknown:
+        raise UnknownParameterError(path, notebook.stem, unknown, names)
+    for key, value in parameters.items():
+        type_name = str(declared[key].get("inferred_type_name") or "")
+        accepted = _ACCEPTED_TYPES.get(type_name)
+        if accepted is None or _has_type(value, accepted):
+            continue  # a type beyond the plain ones (e.g. "str | None") is the notebook's to check
+        numeric_text = isinstance(value, str) and type_name in ("int", "float")
+        hint = " (YAML reads it as text; write e.g. 1.0e-3, with a decimal point)" if numeric_text else ""
+        got, default = f"{type(value).__name__} {value!r}{hint}", declared[key].get("default")
+        raise ParameterTypeError(path, f"{notebook.stem}.{key} must be of type {type_name}, got {got}",
+                                 f"give {key} a {type_name} value like the notebook's default {default}")
+
+
+def _has_type(value: Any, accepted: tuple[type, ...]) -> bool:
+    """``isinstance`` except that a bool is not an int (YAML's ``yes``/``true`` is never a count)."""
+    return bool in accepted if isinstance(value, bool) else isinstance(value, accepted)
+
+
+def load_study(params_file: str | Path) -> list[Step]:
+    """Parse a params file into ordered steps, every notebook's parameters checked against the ones
+    it declares; errors name the file and the offending notebook and key."""
+    path = resolve_path(params_file)
+    content = read_params_file(path)
     runner = content.pop(RUNNER_KEY, None) or {}
     limits = _limits(path, runner, RUNNER_KEY)
     per_step = runner.get("steps") or {}
     if not isinstance(per_step, dict) or not set(per_step) <= set(content):
-        raise StudyError(f"{path}: {RUNNER_KEY}.steps must map notebooks of this file to limits, got {per_step!r}")
+        raise StudyError(path, f"{RUNNER_KEY}.steps must map notebooks of this file to limits, got {per_step!r}",
+                         f"name only notebooks listed in {path.name}")
     steps = []
     for name, parameters in content.items():
         notebook = NOTEBOOKS_DIR / f"{name}.ipynb"
         if not notebook.is_file():
             known = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.ipynb"))
-            raise StudyError(f"{path}: '{name}' is not a notebook in {NOTEBOOKS_DIR}. Fix: use one of {known}")
+            raise StudyError(path, f"'{name}' is not a notebook in {NOTEBOOKS_DIR}", f"use one of {known}")
         parameters = parameters or {}
         if not isinstance(parameters, dict):
-            raise StudyError(f"{path}: parameters of '{name}' must be a mapping, got {type(parameters).__name__}")
+            raise StudyError(path, f"parameters of '{name}' must be a mapping, got {type(parameters).__name__}",
+                             f"write '{name}:' followed by indented 'key: value' lines")
         reserved = sorted(set(parameters) & set(RESERVED_PARAMETERS))
         if reserved:
-            raise StudyError(f"{path}: '{name}' sets {reserved}, which the runner sets. Fix: remove them")
+            raise StudyError(path, f"'{name}' sets {reserved}, which the runner sets", "remove them")
+        check_parameters(path, notebook, parameters)
         step_limits = {**limits, **_limits(path, per_step.get(name) or {}, f"{RUNNER_KEY}.steps.{name}")}
         steps.append(Step(notebook, parameters, **step_limits))
     return sorted(steps, key=lambda s: s.name)
@@ -201,13 +292,15 @@ def run_study(params_file: str | Path, *, force: bool = False, kernel_name: str 
                                  stream=out, heartbeat_s=HEARTBEAT_S, kernel_log=run_dir / KERNEL_LOG)
             except NotebookTimeout as err:
                 report.status, report.seconds = "timed out", time.perf_counter() - start
-                raise StudyError(f"{step.name} timed out: {err}. The executed notebook, with the interrupted cell's "
-                                 f"traceback, is {executed}. If the work is legitimately longer, raise the limit in the "
-                                 f"'{RUNNER_KEY}' section of {params_path}; rerun: finished steps are skipped") from err
+                raise StudyError(None, f"{step.name} timed out: {err}. The executed notebook, with the interrupted "
+                                       f"cell's traceback, is {executed}",
+                                 f"if the work is legitimately longer, raise the limit in the '{RUNNER_KEY}' section "
+                                 f"of {params_path}; rerun: finished steps are skipped") from err
             except PapermillExecutionError as err:
                 report.status, report.seconds = "failed", time.perf_counter() - start
-                raise StudyError(f"{step.name} failed ({err.ename}: {err.evalue}). The executed notebook with the "
-                                 f"traceback is {executed}. Fix the cause and rerun: finished steps are skipped") from err
+                raise StudyError(None, f"{step.name} failed ({err.ename}: {err.evalue}). The executed notebook with "
+                                       f"the traceback is {executed}",
+                                 "correct the cause and rerun: finished steps are skipped") from err
             seconds = time.perf_counter() - start
             report.status, report.seconds = "finished", seconds
             atomic_write_text(done, json.dumps({"fingerprint": fp, "seconds": round(seconds, 1),
@@ -232,7 +325,8 @@ def format_summary(reports: list[StepReport], study_dir: Path, seconds: float) -
         inside = r.executed.is_relative_to(REPO_ROOT)
         where = (os.path.relpath(r.executed, REPO_ROOT) if inside else str(r.executed)) if r.status != "not run" else ""
         lines.append(f"  {r.name:22s} {r.status:10s} {_duration(r.seconds):>12s}  {where}")
-    lines.append(f"  outputs: {study_dir} (executed notebooks, figures/, metrics.json per step; kernel.log: kernel output)")
+    lines.append(f"  outputs: {study_dir} (executed notebooks, figures/, metrics.json per step; "
+                 "kernel.log: kernel output)")
     table = _headline_lines(study_dir) if any(r.status in ("finished", "skipped") for r in reports) else []
     return "\n".join(lines + table)
 
@@ -250,7 +344,8 @@ def _headline_lines(study_dir: Path, max_rows: int = 16) -> list[str]:
         return [f"  (no results table: {type(err).__name__}: {err})"]
     shown = table.head(max_rows).to_string(index=False)
     more = [f"  ... {len(table) - max_rows} more rows in 07_compare"] if len(table) > max_rows else []
-    return ["  results (video-level top-1 %, mean ± std over seeds):"] + ["    " + line for line in shown.splitlines()] + more
+    rows = ["    " + line for line in shown.splitlines()]
+    return ["  results (video-level top-1 %, mean ± std over seeds):", *rows, *more]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import papermill
 import pytest
 import yaml
 
@@ -16,6 +15,7 @@ from lib.classify.config import TrainConfig
 from lib.models import list_models
 from lib.models.registry import make_config, model_info
 from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR
+from lib.runs import declared_parameters
 from lib.study import RESERVED_PARAMETERS, RUNNER_KEY, StudyError, load_study
 
 PARAMS_FILES = sorted(PARAMS_DIR.glob("*.yaml"))
@@ -34,16 +34,18 @@ def test_params_match_notebook_parameters(params_file: Path) -> None:
     for notebook_name, values in content.items():
         notebook = NOTEBOOKS_DIR / f"{notebook_name}.ipynb"
         assert notebook.is_file(), f"{params_file}: no notebook {notebook}"
-        declared = papermill.inspect_notebook(str(notebook))
+        declared = declared_parameters(notebook)
         unknown = sorted(set(values or {}) - set(declared))
-        assert not unknown, f"{params_file}: {notebook_name} has no parameters {unknown}; it declares {sorted(declared)}"
+        assert not unknown, (f"{params_file}: {notebook_name} has no parameters {unknown}; "
+                             f"it declares {sorted(declared)}")
         assert not set(values or {}) & set(RESERVED_PARAMETERS)
         # a params value must have the type of the notebook's default (papermill injects it as is)
         for key, value in (values or {}).items():
             default_type = declared[key]["inferred_type_name"]
             if default_type in ("str", "int", "float", "bool") and value is not None:
                 expected = {"str": str, "int": int, "float": (int, float), "bool": bool}[default_type]
-                assert isinstance(value, expected), f"{params_file}: {notebook_name}.{key}={value!r} is not {default_type}"
+                assert isinstance(value, expected), (f"{params_file}: {notebook_name}.{key}={value!r} "
+                                                     f"is not {default_type}")
 
 
 
@@ -65,7 +67,7 @@ def test_params_models_overrides_and_train_configs_are_valid(params_file: Path) 
 
 def test_every_notebook_takes_a_run_dir() -> None:
     for notebook in sorted(NOTEBOOKS_DIR.glob("*.ipynb")):
-        assert "run_dir" in papermill.inspect_notebook(str(notebook)), f"{notebook.name} lacks a run_dir parameter"
+        assert "run_dir" in declared_parameters(notebook), f"{notebook.name} lacks a run_dir parameter"
 
 
 def test_study_loader_rejects_unknown_notebook_and_reserved_keys(tmp_path: Path) -> None:
@@ -110,6 +112,6 @@ def test_papermill_sees_every_parameter(notebook: Path) -> None:
     assigned = [node.target.id if isinstance(node, ast.AnnAssign) else node.targets[0].id
                 for node in ast.parse("".join(cells[0]["source"])).body
                 if isinstance(node, (ast.Assign, ast.AnnAssign))]
-    declared = papermill.inspect_notebook(str(notebook))
+    declared = declared_parameters(notebook)
     assert list(declared) == assigned
     assert all(p["inferred_type_name"] != "None" for p in declared.values()), "annotate every parameter with its type"

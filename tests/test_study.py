@@ -29,7 +29,8 @@ def _write_notebook(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
-def test_failed_step_stops_the_chain_and_a_rerun_resumes_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_step_stops_the_chain_and_a_rerun_resumes_there(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     notebooks, runs = tmp_path / "notebooks", tmp_path / "runs"
     notebooks.mkdir()
     for name in ("a_first", "b_second", "c_third"):
@@ -70,7 +71,8 @@ def _write_sleeping_notebook(path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_cell_past_the_timeout_stops_the_chain_within_the_timeout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_cell_past_the_timeout_stops_the_chain_within_the_timeout(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import io
     import time
 
@@ -86,7 +88,8 @@ def test_a_cell_past_the_timeout_stops_the_chain_within_the_timeout(tmp_path: Pa
     console = io.StringIO()
 
     start = time.monotonic()
-    with pytest.raises(study.StudyError, match=r"b_second timed out: cell \d/\d ran past the cell timeout of 4 s") as err:
+    timed_out = r"b_second timed out: cell \d/\d ran past the cell timeout of 4 s"
+    with pytest.raises(study.StudyError, match=timed_out) as err:
         study.run_study(params, stream=console)
     assert time.monotonic() - start < 60  # the 600 s cell was stopped at its 4 s limit (plus kernel start/stop)
     assert "runner" in str(err.value) and "b_second.ipynb" in str(err.value)
@@ -101,3 +104,79 @@ def test_a_cell_past_the_timeout_stops_the_chain_within_the_timeout(tmp_path: Pa
     summary = log[log.index("[study] summary of slow"):]
     assert re.search(r"a_first +finished", summary) and re.search(r"b_second +timed out", summary)
     assert re.search(r"c_third +not run", summary)
+
+
+def _mini_study(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> tuple[Path, Path]:
+    notebooks, runs = tmp_path / "notebooks", tmp_path / "runs"
+    notebooks.mkdir()
+    for name in ("a_first", "b_second"):
+        _write_notebook(notebooks / f"{name}.ipynb")
+    monkeypatch.setattr(study, "NOTEBOOKS_DIR", notebooks)
+    monkeypatch.setattr(study, "RUNS_DIR", runs)
+    params = tmp_path / "mini.yaml"
+    params.write_text(text)
+    return params, runs
+
+
+def test_a_misspelt_parameter_is_refused_before_anything_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    # papermill only warns "Passed unknown parameter" and runs the notebook on its default
+    params, runs = _mini_study(tmp_path, monkeypatch, "a_first: {}\nb_second: {fial: true}\n")
+    with pytest.raises(study.UnknownParameterError) as excinfo:
+        study.run_study(params)
+    error = excinfo.value
+    assert isinstance(error, study.ActionableError) and error.notebook == "b_second" and error.keys == ["fial"]
+    assert error.suggestions == {"fial": ["fail"]}
+    assert str(params) in str(error) and "did you mean 'fail'?" in str(error) and "Fix:" in str(error)
+    assert "run_dir" not in error.fix  # the runner's own parameter is not offered
+    assert not runs.exists()  # not even the first, valid step ran
+
+    assert study.main(["run", str(params)]) != 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {params}: notebook b_second has no parameter 'fial'") and "Traceback" not in err
+    assert not runs.exists()
+
+
+def test_a_real_notebook_parameter_typo_names_the_close_match(tmp_path: Path) -> None:
+    params = tmp_path / "typo.yaml"
+    params.write_text("03_lstm:\n  epochz: 5\n  cache_nam: smoke\n")
+    with pytest.raises(study.UnknownParameterError, match=r"typo\.yaml: notebook 03_lstm has no parameter 'epochz' "
+                                                          r"\(did you mean 'epochs'\?\), 'cache_nam' \(did you mean "
+                                                          r"'cache_name'\?\)"):
+        study.load_study(params)
+
+
+def test_a_value_of_another_type_than_the_default_is_refused(tmp_path: Path) -> None:
+    # `seeds: 0` would reach run_experiment as an int; the runner never coerces it
+    params = tmp_path / "types.yaml"
+    for text, message in [("seeds: 0", r"03_lstm\.seeds must be of type list, got int 0"),
+                          ("epochs: true", r"03_lstm\.epochs must be of type int, got bool True"),
+                          ("epochs: '5'", r"03_lstm\.epochs must be of type int, got str '5' \(YAML reads it as text"),
+                          ("seeds:", r"03_lstm\.seeds must be of type list, got NoneType None"),
+                          ("train_config: [1]", r"03_lstm\.train_config must be of type dict")]:
+        params.write_text(f"03_lstm:\n  {text}\n")
+        with pytest.raises(study.ParameterTypeError, match=message) as excinfo:
+            study.load_study(params)
+        assert str(params) in str(excinfo.value) and "Fix: give" in str(excinfo.value)
+    params.write_text("03_lstm:\n  seeds: [0, 1]\n  epochs: 2\n")
+    assert study.load_study(params)[0].parameters == {"seeds": [0, 1], "epochs": 2}
+
+
+def test_yaml_syntax_errors_name_the_file_line_and_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    params = tmp_path / "broken.yaml"
+    params.write_text("03_lstm:\n  epochs: 3\n  seeds: [0, 1\n05_conv3d: {}\n")
+    with pytest.raises(study.ParamsSyntaxError) as excinfo:
+        study.load_study(params)
+    assert (excinfo.value.line, excinfo.value.column) == (4, 10)
+    assert str(excinfo.value).startswith(f"{params}: not valid YAML at line 4, column 10: ")
+    assert excinfo.value.__suppress_context__  # no yaml traceback chained
+    params.write_text("03_lstm:\n\tepochs: 3\n")  # a tab
+    assert study.main(["list", str(params)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {params}: not valid YAML at line 2, column 1") and "Traceback" not in err
+    params.write_bytes(b"03_lstm:\n  epochs: \xff\n")
+    with pytest.raises(study.StudyError, match="not UTF-8"):
+        study.load_study(params)
+    params.write_text("- 03_lstm\n")
+    with pytest.raises(study.StudyError, match="the top level is a list, not a mapping"):
+        study.load_study(params)
