@@ -232,14 +232,14 @@ class StudyNotebookClient(PapermillNotebookClient):
 
     kernel_manager_class = Type(IPCKernelManager, config=True)  # type: ignore[assignment]
 
-    def __init__(self, nb_man: Any, *, reporter: ProgressReporter, cell_timeout_s: float,
-                 notebook_timeout_s: float, kernel_log: str | os.PathLike[str] | None = None, **kw: Any) -> None:
+    def __init__(self, nb_man: Any, *, reporter: ProgressReporter, limits: RunLimits,
+                 kernel_log: str | os.PathLike[str] | None = None, **kw: Any) -> None:
         super().__init__(nb_man, **kw)
         self.reporter = reporter
         self.kernel_log = kernel_log
-        self.cell_timeout_s = float(cell_timeout_s)
-        self.notebook_deadline = time.monotonic() + float(notebook_timeout_s)
-        self.notebook_timeout_s = float(notebook_timeout_s)
+        self.cell_timeout_s = float(limits.cell_timeout_s)
+        self.notebook_deadline = time.monotonic() + float(limits.notebook_timeout_s)
+        self.notebook_timeout_s = float(limits.notebook_timeout_s)
         self.timeout_func = self._cell_timeout
         self.interrupt_on_timeout = True
         self.coalesce_streams = True  # one stream output per cell and name, \r-overwritten text resolved
@@ -303,8 +303,10 @@ class StudyNotebookClient(PapermillNotebookClient):
 
     def _record_error(self, cell: NotebookNode, ename: str, message: str) -> None:
         """Put a named error output first in ``cell`` (papermill reports the first error it finds)."""
-        note = " The kernel was interrupted; the traceback below (if any) shows where it was." if ename == TIMEOUT_ENAME else ""
-        cell.outputs.insert(0, new_output("error", ename=ename, evalue=message, traceback=[f"{ename}: {message}.{note}"]))
+        interrupted = " The kernel was interrupted; the traceback below (if any) shows where it was."
+        note = interrupted if ename == TIMEOUT_ENAME else ""
+        error = new_output("error", ename=ename, evalue=message, traceback=[f"{ename}: {message}.{note}"])
+        cell.outputs.insert(0, error)
 
     def handle_comm_msg(self, outs: list[NotebookNode], msg: dict[str, Any], cell_index: int) -> None:
         super().handle_comm_msg(outs, msg, cell_index)
@@ -326,7 +328,8 @@ class StudyNotebookClient(PapermillNotebookClient):
         for cell in self.nb.cells:
             kept = []
             for output in cell.get("outputs", []):
-                view = output.get("data", {}).get(WIDGET_VIEW) if output.get("output_type") in ("display_data", "execute_result") else None
+                displayed = output.get("output_type") in ("display_data", "execute_result")
+                view = output.get("data", {}).get(WIDGET_VIEW) if displayed else None
                 model_id = view.get("model_id") if isinstance(view, dict) else None
                 if model_id in self._closed_comms:
                     continue
@@ -380,8 +383,8 @@ class StudyEngine(NBClientEngine):
                                  stderr_file: Any = None, start_timeout: int = 60, execution_timeout: Any = None,
                                  **kwargs: Any) -> NotebookNode:
         kwargs.pop("input_path", None)
-        client = StudyNotebookClient(nb_man, kernel_name=kernel_name, startup_timeout=start_timeout, log_output=log_output,
-                                     stdout_file=stdout_file, stderr_file=stderr_file, **kwargs)
+        client = StudyNotebookClient(nb_man, kernel_name=kernel_name, startup_timeout=start_timeout,
+                                     log_output=log_output, stdout_file=stdout_file, stderr_file=stderr_file, **kwargs)
         nb_man.study_client = client
         return client.execute()
 
@@ -389,29 +392,54 @@ class StudyEngine(NBClientEngine):
 papermill_engines.register(ENGINE_NAME, StudyEngine)
 
 
+@dataclass(frozen=True)
+class RunLimits:
+    """The bounds of one notebook run, in seconds: any one cell, and all cells together."""
+
+    cell_timeout_s: float
+    notebook_timeout_s: float
+
+    def __post_init__(self) -> None:
+        for name in ("cell_timeout_s", "notebook_timeout_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ConsoleSpec:
+    """Where and how progress is printed: ``stream`` (None: stdout), a status line at least every
+    ``heartbeat_s`` seconds when not drawn in place, ``live`` (None: in place on a terminal)."""
+
+    stream: IO[str] | None = None
+    heartbeat_s: float = 20.0
+    live: bool | None = None
+
+
 def execute_notebook(notebook: str | os.PathLike[str], output: str | os.PathLike[str], *, parameters: dict[str, Any],
-                     name: str, cell_timeout_s: float, notebook_timeout_s: float, cwd: str | os.PathLike[str],
-                     kernel_name: str = "python3", stream: IO[str] | None = None, heartbeat_s: float = 20.0,
-                     live: bool | None = None, kernel_log: str | os.PathLike[str] | None = None) -> NotebookNode:
+                     name: str, limits: RunLimits, cwd: str | os.PathLike[str], kernel_name: str = "python3",
+                     console: ConsoleSpec | None = None,
+                     kernel_log: str | os.PathLike[str] | None = None) -> NotebookNode:
     """Execute ``notebook`` into ``output`` with the study's client (see the module docstring).
 
-    Progress goes to ``stream`` (stdout), the kernel's own output to ``kernel_log`` (or to this
+    Progress goes to ``console`` (stdout), the kernel's own output to ``kernel_log`` (or to this
     process's stderr). Raises :class:`NotebookTimeout` (the executed copy kept, the cell named)
-    when a limit is hit, ``papermill.PapermillExecutionError`` when a cell fails.
+    when one of ``limits`` is hit, ``papermill.PapermillExecutionError`` when a cell fails.
     """
     import papermill
 
-    reporter = ProgressReporter(name=name, stream=stream or sys.stdout, heartbeat_s=heartbeat_s, live=live)
+    console = console or ConsoleSpec()
+    reporter = ProgressReporter(name=name, stream=console.stream or sys.stdout, heartbeat_s=console.heartbeat_s,
+                                live=console.live)
     reporter.start()
     try:
         return papermill.execute_notebook(
             os.fspath(notebook), os.fspath(output), parameters=parameters, engine_name=ENGINE_NAME,
             kernel_name=kernel_name, cwd=os.fspath(cwd), progress_bar=False, log_output=False,
-            reporter=reporter, cell_timeout_s=cell_timeout_s, notebook_timeout_s=notebook_timeout_s, kernel_log=kernel_log)
+            reporter=reporter, limits=limits, kernel_log=kernel_log)
     except papermill.PapermillExecutionError as err:
         if err.ename == TIMEOUT_ENAME:
             raise NotebookTimeout(err.evalue) from err
         raise
     finally:
         reporter.stop()
-

@@ -258,7 +258,7 @@ def run_study(params_file: str | Path, *, force: bool = False, kernel_name: str 
     Progress and the closing summary go to ``stream`` (stdout)."""
     from papermill import PapermillExecutionError
 
-    from lib.notebook_runner import NotebookTimeout, execute_notebook
+    from lib.notebook_runner import ConsoleSpec, NotebookTimeout, RunLimits, execute_notebook
 
     out = stream or sys.stdout
     params_path = resolve_path(params_file)
@@ -287,9 +287,9 @@ def run_study(params_file: str | Path, *, force: bool = False, kernel_name: str 
             start = time.perf_counter()
             try:
                 execute_notebook(step.notebook, executed, parameters={**step.parameters, "run_dir": str(run_dir)},
-                                 name=step.name, cell_timeout_s=step.cell_timeout_s,
-                                 notebook_timeout_s=step.notebook_timeout_s, cwd=REPO_ROOT, kernel_name=kernel_name,
-                                 stream=out, heartbeat_s=HEARTBEAT_S, kernel_log=run_dir / KERNEL_LOG)
+                                 name=step.name, limits=RunLimits(step.cell_timeout_s, step.notebook_timeout_s),
+                                 cwd=REPO_ROOT, kernel_name=kernel_name, console=ConsoleSpec(out, HEARTBEAT_S),
+                                 kernel_log=run_dir / KERNEL_LOG)
             except NotebookTimeout as err:
                 report.status, report.seconds = "timed out", time.perf_counter() - start
                 raise StudyError(None, f"{step.name} timed out: {err}. The executed notebook, with the interrupted "

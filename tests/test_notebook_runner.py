@@ -58,12 +58,21 @@ def test_tqdm_bars_are_read_from_widget_states() -> None:
     assert notebook_runner.tqdm_text(states, boxes["b" * 32]) == "encode: 100% 4/4 [00:02<00:00, 1.9video/s]"
 
 
+def test_run_limits_are_positive_seconds() -> None:
+    limits = notebook_runner.RunLimits(cell_timeout_s=20, notebook_timeout_s=300.5)
+    assert (limits.cell_timeout_s, limits.notebook_timeout_s) == (20, 300.5)
+    for bad in (0, -1, True, "60"):
+        with pytest.raises(ValueError, match="positive number of seconds"):
+            notebook_runner.RunLimits(cell_timeout_s=bad, notebook_timeout_s=300)  # type: ignore[arg-type]
+
+
 @pytest.mark.slow
 def test_captured_widget_output_cells_never_wait_for_a_lost_reply(tmp_path: Path, busy_kernel: object) -> None:
     notebook, executed = tmp_path / "captured.ipynb", tmp_path / "captured.out.ipynb"
     _captured_output_notebook(notebook)
-    notebook_runner.execute_notebook(notebook, executed, parameters={}, name="captured", cell_timeout_s=20,
-                                     notebook_timeout_s=300, cwd=tmp_path, kernel_log=tmp_path / "kernel.log")
+    notebook_runner.execute_notebook(notebook, executed, parameters={}, name="captured",
+                                     limits=notebook_runner.RunLimits(cell_timeout_s=20, notebook_timeout_s=300),
+                                     cwd=tmp_path, kernel_log=tmp_path / "kernel.log")
     slowest = max(_durations(executed))
     assert slowest < 10, f"a cell took {slowest:.1f} s: its reply was lost and found only by the cell timeout"
     assert "TCP" not in (tmp_path / "kernel.log").read_text()  # IPC transport: no transport warning
@@ -77,7 +86,8 @@ def test_07_under_papermill_beside_a_busy_kernel(tiny_study: Path, study_vae: tu
 
     executed = tmp_path / "07_compare.ipynb"
     papermill.execute_notebook(str(NOTEBOOKS_DIR / "07_compare.ipynb"), str(executed), kernel_name="python3",
-                               parameters={"study_dir": str(tiny_study), "cache_name": study_vae[1], "run_dir": str(tmp_path)},
+                               parameters={"study_dir": str(tiny_study), "cache_name": study_vae[1],
+                                           "run_dir": str(tmp_path)},
                                cwd=str(REPO_ROOT), progress_bar=False, execution_timeout=240)
     nb = json.loads(executed.read_text())
     outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
