@@ -94,7 +94,8 @@ def checkpoint_report(extra: str | os.PathLike[str] = "") -> list[dict[str, Any]
                      "size_mb": round(p.stat().st_size / 1e6, 1) if p.is_file() else None})
     for p in sorted(CHECKPOINTS_DIR.glob("*")) if CHECKPOINTS_DIR.is_dir() else []:
         if p.suffix in (".ckpt", ".safetensors", ".pt", ".pth"):
-            rows.append({"where": "checkpoints/", "path": str(p), "present": True, "size_mb": round(p.stat().st_size / 1e6, 1)})
+            rows.append({"where": "checkpoints/", "path": str(p), "present": True,
+                         "size_mb": round(p.stat().st_size / 1e6, 1)})
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # optional at run time

@@ -67,8 +67,9 @@ def install(prefix: str | Path = sys.prefix) -> list[Path]:
     """Write the two settings (see the module docstring) under ``prefix``; other overrides are kept."""
     prefix = Path(prefix)
     written = []
-    for relative, section, key, value in ((SERVER_CONFIG, "ContentsManager", "post_save_hook", "lib.lab.copy_to_run_dir"),
-                                          (LAB_OVERRIDES, WIDGETS_PLUGIN, "saveState", True)):
+    settings_to_write = ((SERVER_CONFIG, "ContentsManager", "post_save_hook", "lib.lab.copy_to_run_dir"),
+                         (LAB_OVERRIDES, WIDGETS_PLUGIN, "saveState", True))
+    for relative, section, key, value in settings_to_write:
         path = prefix / relative
         settings = json.loads(path.read_text()) if path.is_file() else {}
         settings.setdefault(section, {})[key] = value

@@ -42,8 +42,8 @@ RUN_TIMEOUT_MS = 600_000
 @pytest.fixture(scope="module")
 def chromium() -> Path:
     if not CHROMIUM.is_file():
-        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (`apt-get install chromium`; .ci/run installs it "
-                    "when it runs as root or with sudo)")
+        pytest.skip(f"Debian's chromium is not installed at {CHROMIUM} (`apt-get install chromium`; "
+                    ".ci/run installs it when it runs as root or with sudo)")
     pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
     return CHROMIUM
 
@@ -54,7 +54,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("lab")
     notification = root / ".settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
     notification.parent.mkdir(parents=True, exist_ok=True)
-    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))  # no news prompt over the page
+    # no news prompt over the page
+    notification.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -74,7 +75,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         deadline = time.monotonic() + 120
         while True:
             if server.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited ({server.returncode}): {(root / 'server.log').read_text()[-2000:]}")
+                log_tail = (root / "server.log").read_text()[-2000:]
+                raise RuntimeError(f"JupyterLab exited ({server.returncode}): {log_tail}")
             try:
                 urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
                 break
@@ -143,15 +145,18 @@ def _run_all(page: Any) -> None:
     page.wait_for_function("""() => { const s = window.jupyterapp.shell.currentWidget.sessionContext.session;
         return s && s.kernel && s.kernel.status === 'idle'; }""", timeout=120_000)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    page.wait_for_function("""() => { const nb = window.jupyterapp.shell.currentWidget; const cells = nb.content.model.cells;
+    page.wait_for_function("""() => { const nb = window.jupyterapp.shell.currentWidget;
+        const cells = nb.content.model.cells;
         for (let i = 0; i < cells.length; i++) { const c = cells.get(i);
             if (c.type === 'code' && c.sharedModel.source.trim() && !c.executionCount) return false; }
         return nb.sessionContext.session.kernel.status === 'idle'; }""", timeout=RUN_TIMEOUT_MS, polling=1000)
 
 
 def _outputs(page: Any) -> list[list[dict[str, Any]]]:
-    return page.evaluate("""() => { const cells = window.jupyterapp.shell.currentWidget.content.model.cells; const r = [];
-        for (let i = 0; i < cells.length; i++) { const c = cells.get(i); r.push(c.type === 'code' ? c.outputs.toJSON() : []); }
+    return page.evaluate("""() => { const cells = window.jupyterapp.shell.currentWidget.content.model.cells;
+        const r = [];
+        for (let i = 0; i < cells.length; i++) {
+            const c = cells.get(i); r.push(c.type === 'code' ? c.outputs.toJSON() : []); }
         return r; }""")
 
 
@@ -210,7 +215,8 @@ def test_notebooks_work_in_jupyterlab_and_read_without_a_kernel(page: Any, lab: 
     deadline = time.monotonic() + 30
     while not copy.is_file() and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert copy.is_file(), "the saved notebook was not copied into its run directory: is `python -m lib.lab install` done?"
+    assert copy.is_file(), ("the saved notebook was not copied into its run directory: "
+                            "is `python -m lib.lab install` done?")
     saved = json.loads(copy.read_text())
     assert any(c.get("outputs") for c in saved["cells"]) and "widgets" in saved["metadata"]
 
@@ -249,7 +255,8 @@ def test_notebooks_work_in_jupyterlab_and_read_without_a_kernel(page: Any, lab: 
                 if "image/png" in output["data"]:
                     shown.locator(".jp-OutputArea-output img").first.wait_for(timeout=30_000)
                 else:  # a progress bar, as its final line
-                    assert "100%" in text and "100%" in shown.locator(".jp-OutputArea").inner_text(), f"{step} cell {index}: {text!r}"
+                    shown_text = shown.locator(".jp-OutputArea").inner_text()
+                    assert "100%" in text and "100%" in shown_text, f"{step} cell {index}: {text!r}"
                 shown.screenshot(path=str(shots / f"{name}-cell{index}.png"))
                 checked += 1
         assert checked, f"{step}: no widget output to check"

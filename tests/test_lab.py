@@ -30,7 +30,8 @@ def test_a_notebook_saved_through_the_contents_manager_is_copied_into_its_run_di
     run_dir.mkdir(parents=True)
     (tmp_path / "notebooks").mkdir()
     manager = FileContentsManager(root_dir=str(tmp_path), post_save_hook="lib.lab.copy_to_run_dir")
-    manager.save({"type": "notebook", "format": "json", "content": _saved_notebook(run_dir)}, "notebooks/01_reconstruction.ipynb")
+    manager.save({"type": "notebook", "format": "json", "content": _saved_notebook(run_dir)},
+                 "notebooks/01_reconstruction.ipynb")
     copied = json.loads((run_dir / "01_reconstruction.ipynb").read_text())
     assert copied["cells"][0]["outputs"][0]["metadata"][tables.METADATA_KEY]["run_dir"] == str(run_dir)
 
@@ -60,9 +61,11 @@ def test_install_writes_the_server_hook_and_keeps_other_settings(tmp_path: Path)
     (tmp_path / lab.SERVER_CONFIG).write_text(json.dumps({"ServerApp": {"open_browser": False}}))
     lab.install(tmp_path)
     server = json.loads((tmp_path / lab.SERVER_CONFIG).read_text())
-    assert server == {"ServerApp": {"open_browser": False}, "ContentsManager": {"post_save_hook": "lib.lab.copy_to_run_dir"}}
+    assert server == {"ServerApp": {"open_browser": False},
+                      "ContentsManager": {"post_save_hook": "lib.lab.copy_to_run_dir"}}
     merged = json.loads(overrides.read_text())
-    assert merged[lab.WIDGETS_PLUGIN] == {"saveState": True} and "theme" in merged["@jupyterlab/apputils-extension:themes"]
+    assert merged[lab.WIDGETS_PLUGIN] == {"saveState": True}
+    assert "theme" in merged["@jupyterlab/apputils-extension:themes"]
 
 
 def test_a_jupyter_server_started_from_the_prefix_reads_the_hook(tmp_path: Path, monkeypatch) -> None:

@@ -21,7 +21,8 @@ def _git(*args: str) -> str:
 @pytest.mark.skipif(not (REPO_ROOT / ".git").exists(), reason="not a git checkout")
 def test_no_package_file_is_git_ignored() -> None:
     # GitHub's stock Python .gitignore ignores lib/ (and an unanchored data/ hides lib/data/).
-    ignored = _git("ls-files", "--others", "--ignored", "--exclude-standard", "lib", "tests", "notebooks", "params", "benchmarks")
+    ignored = _git("ls-files", "--others", "--ignored", "--exclude-standard",
+                   "lib", "tests", "notebooks", "params", "benchmarks")
     ignored = [line for line in ignored.splitlines() if "__pycache__" not in line and not line.endswith(".pyc")]
     assert ignored == []
 
@@ -37,11 +38,13 @@ def test_notebook_is_clean_and_parameterised(notebook: Path) -> None:
     nb = json.loads(notebook.read_text())
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "commit notebooks without outputs"
+    stripped = all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    assert stripped, "commit notebooks without outputs"
     tagged = [c for c in code if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, "exactly one code cell tagged 'parameters'"
     assert nb["cells"][0]["cell_type"] == "markdown", "first cell states the notebook's purpose"
     # thin notebooks: no function or class definitions (logic belongs in lib/)
     for cell in code:
         src = "".join(cell["source"])
-        assert not re.search(r"^\s*(async\s+def|def|class)\s", src, re.M), f"{notebook.name}: move definitions into lib/"
+        definition = re.search(r"^\s*(async\s+def|def|class)\s", src, re.M)
+        assert not definition, f"{notebook.name}: move definitions into lib/"
