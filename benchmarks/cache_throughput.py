@@ -40,7 +40,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lib.cache import build_cache, load_split, open_cache  # noqa: E402
+from lib.cache import BuildOptions, CacheSpec, build_cache, load_split, open_cache  # noqa: E402
 from lib.cache.decode import DecodeSettings, VideoDecodeDataset, decode_video, identity_collate  # noqa: E402
 from lib.cache.entries import write_entry  # noqa: E402
 from lib.cache.merge import merge_cache  # noqa: E402
@@ -186,9 +186,10 @@ def bench_pipeline(root: Path, jobs: list, *, workers: int, device: str, full_on
             sampler = GpuSampler() if device == "cuda" else None
             if sampler:
                 sampler.__enter__()
-            summary = build_cache(data_root=data, vae_source=f"random:{preset}", out_dir=Path(tmp) / f"cache-{preset}",
-                                  spatial=policy, num_workers=workers, device=device, batch_size=batch_size,
-                                  dtype="bfloat16" if device == "cuda" else "float32", progress=False)
+            spec = CacheSpec(data_root=data, vae_source=f"random:{preset}", spatial=policy,
+                             dtype="bfloat16" if device == "cuda" else "float32")
+            options = BuildOptions(num_workers=workers, device=device, batch_size=batch_size, progress=False)
+            summary = build_cache(spec, Path(tmp) / f"cache-{preset}", options)
             if sampler:
                 sampler.__exit__()
             util = f"{statistics.mean(sampler.samples):.0f}" if sampler and sampler.samples else "-"
@@ -215,9 +216,8 @@ def bench_read(clips_total: int, clips_per_video: int = 8) -> None:
         from lib.cache.encoders import PooledPixelsEncoder
         from lib.cache.manifest import claim, make_key
 
-        key = make_key(encoder=PooledPixelsEncoder(pool_shape=(16, 4, 7, 9)), spatial=FULL, spec=ClipSpec(), clip_mode="all",
-                       clip_seed_value=0, storage_dtype="float16", sample=False, sample_seed=0, logvar=False,
-                       layer_norm=False, content_features=False, plan=plan)
+        key = make_key(CacheSpec(data_root=data, vae_source="pooled-pixels"),
+                       encoder=PooledPixelsEncoder(pool_shape=(16, 4, 7, 9)), spatial=FULL, plan=plan)
         from lib.cache.key import key_hash
 
         claim(cache_dir, key, plan, {})

@@ -272,7 +272,7 @@ def bench_precision(cfg: argparse.Namespace, device: torch.device) -> dict[str, 
 
 
 def bench_pipeline(cfg: argparse.Namespace, device: torch.device) -> dict[str, Any]:
-    from lib.cache import build_cache
+    from lib.cache import BuildOptions, CacheSpec, build_cache
     from lib.data.spatial import CropPolicy
     from lib.data.synth_ucf101 import CLASS_NAMES, LayoutSelection, generate_layout
 
@@ -285,9 +285,11 @@ def bench_pipeline(cfg: argparse.Namespace, device: torch.device) -> dict[str, A
         start = time.perf_counter()
         data = generate_layout(Path(tmp) / "data", selection, workers=cfg.gen_workers, progress=False)
         gen_s = time.perf_counter() - start
-        summary = build_cache(data_root=data, vae_source=f"random:{cfg.pipeline_preset}", out_dir=Path(tmp) / "cache",
-                              spatial=spatial, num_workers=cfg.decode_workers, device=str(device),
-                              batch_size=cfg.pipeline_batch, dtype="bfloat16", content_features=True, progress=False)
+        spec = CacheSpec(data_root=data, vae_source=f"random:{cfg.pipeline_preset}", spatial=spatial, dtype="bfloat16",
+                         content_features=True)
+        options = BuildOptions(num_workers=cfg.decode_workers, device=str(device), batch_size=cfg.pipeline_batch,
+                               progress=False)
+        summary = build_cache(spec, Path(tmp) / "cache", options)
     row = {"videos": summary.num_videos, "clips": summary.clips_this_run, "decode workers": cfg.decode_workers,
            "batch": cfg.pipeline_batch, "wall_s": summary.wall_seconds, "clips_per_s": summary.clips_per_second,
            "encoder_busy": summary.encoder_busy_fraction, "decode_wait_s": summary.decode_wait_seconds,

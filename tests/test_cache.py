@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from lib.cache import (
+    BuildOptions,
     CacheError,
+    CacheSpec,
     IncompleteCacheError,
     StaleCacheError,
     build_cache,
@@ -63,7 +65,8 @@ def smoke_vae() -> Path:
 def reference(tmp_path_factory: pytest.TempPathFactory, smoke_root: Path, smoke_vae: Path) -> Path:
     """All splits of folds 1 and 2, decoded in this process (num_workers=0)."""
     out = tmp_path_factory.mktemp("cache") / "reference"
-    summary = build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, fold=(1, 2), num_workers=0, **COMMON)
+    summary = build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), folds=(1, 2)),
+                          out, BuildOptions(num_workers=0, **COMMON))
     assert summary.complete and not summary.failures
     return out
 
@@ -114,12 +117,13 @@ def test_other_fold_and_memory_map(reference: Path) -> None:
 def test_workers_and_preprocessing_place_do_not_change_a_bit(reference: Path, smoke_root: Path, smoke_vae: Path,
                                                               tmp_path: Path) -> None:
     out = tmp_path / "workers"
-    build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, fold=(1, 2), num_workers=2,
-                preprocess="device", **COMMON)
+    build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), folds=(1, 2)),
+                out, BuildOptions(num_workers=2, preprocess="device", **COMMON))
     assert finished_bytes(out) == finished_bytes(reference)
 
 
-def test_kill_9_then_resume_is_bit_identical(reference: Path, smoke_root: Path, smoke_vae: Path, tmp_path: Path) -> None:
+def test_kill_9_then_resume_is_bit_identical(reference: Path, smoke_root: Path, smoke_vae: Path,
+                                              tmp_path: Path) -> None:
     out = tmp_path / "killed"
     command = [sys.executable, "-m", "lib.cache", "build", "--data", str(smoke_root), "--vae", str(smoke_vae),
                "--out", str(out), "--folds", "1", "2", "--batch-size", "4", "--threads", "1", "--num-workers", "1",
@@ -146,22 +150,23 @@ def test_kill_9_then_resume_is_bit_identical(reference: Path, smoke_root: Path, 
 
 def test_stale_key_is_an_error_naming_the_difference(reference: Path, smoke_root: Path, smoke_vae: Path) -> None:
     with pytest.raises(StaleCacheError, match=r"outputs\.layer_norm: cache has false, asked for true") as info:
-        build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=reference, fold=(1, 2), layer_norm=True,
-                    num_workers=0, **COMMON)
+        build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), folds=(1, 2), layer_norm=True),
+                    reference, BuildOptions(num_workers=0, **COMMON))
     assert [d[0] for d in info.value.differences] == ["outputs.layer_norm"]
     with pytest.raises(StaleCacheError, match="encoder.weights_sha256"):
-        build_cache(data_root=smoke_root, vae_source="random:local-smoke", out_dir=reference, fold=(1, 2),
-                    num_workers=0, **COMMON)
+        build_cache(CacheSpec(data_root=smoke_root, vae_source="random:local-smoke", folds=(1, 2)),
+                    reference, BuildOptions(num_workers=0, **COMMON))
     with pytest.raises(StaleCacheError, match="dataset.folds"):
-        build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=reference, fold=1, num_workers=0, **COMMON)
+        build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), folds=1),
+                    reference, BuildOptions(num_workers=0, **COMMON))
     cache = open_cache(reference)
     changed = json.loads(json.dumps(cache.key))
     changed["spatial"]["crop"] = [64, 64]
     with pytest.raises(StaleCacheError, match=r"spatial\.crop"):
         open_cache(reference, expect_key=changed)
     # the same request again is a no-op that reports the finished cache
-    again = build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=reference, fold=(1, 2), num_workers=0,
-                        **COMMON)
+    again = build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), folds=(1, 2)),
+                        reference, BuildOptions(num_workers=0, **COMMON))
     assert again.complete and again.videos_this_run == 0 and again.num_clips == cache.num_clips
 
 
@@ -181,7 +186,8 @@ def test_bad_videos_are_recorded_and_the_build_goes_on(smoke_root: Path, smoke_v
 
     write_video(short, (np.full((240, 320, 3), 90, np.uint8) for _ in range(12)), fps=25)  # 0.48 s < one clip
     out = tmp_path / "cache"
-    summary = build_cache(data_root=root, vae_source=str(smoke_vae), out_dir=out, splits=("val",), num_workers=1, **COMMON)
+    summary = build_cache(CacheSpec(data_root=root, vae_source=str(smoke_vae), splits=("val",)),
+                          out, BuildOptions(num_workers=1, **COMMON))
     assert summary.complete and summary.failures_this_run == 3
     failed = dict(summary.failures)
     assert set(failed) == {val[0].relpath, val[1].relpath, val[2].relpath}
@@ -193,12 +199,14 @@ def test_bad_videos_are_recorded_and_the_build_goes_on(smoke_root: Path, smoke_v
     assert [v.id for v in open_cache(out).videos("val")] == [val[3].relpath]
     assert len(clips.latents) == open_cache(out).videos("val")[0].num_clips
     # a rerun keeps the records (nothing to redo) ...
-    again = build_cache(data_root=root, vae_source=str(smoke_vae), out_dir=out, splits=("val",), num_workers=0, **COMMON)
+    again = build_cache(CacheSpec(data_root=root, vae_source=str(smoke_vae), splits=("val",)),
+                        out, BuildOptions(num_workers=0, **COMMON))
     assert again.videos_this_run == 0 and len(again.failures) == 3
     # ... but a replaced source file is a different dataset: the key says so
     shutil.copy(smoke_root / "UCF-101" / val[0].relpath, corrupt)
     with pytest.raises(StaleCacheError, match="dataset.videos_sha256"):
-        build_cache(data_root=root, vae_source=str(smoke_vae), out_dir=out, splits=("val",), num_workers=0, **COMMON)
+        build_cache(CacheSpec(data_root=root, vae_source=str(smoke_vae), splits=("val",)),
+                    out, BuildOptions(num_workers=0, **COMMON))
 
 
 def test_pooled_pixels_control(smoke_root: Path, tmp_path: Path) -> None:
@@ -206,10 +214,11 @@ def test_pooled_pixels_control(smoke_root: Path, tmp_path: Path) -> None:
     assert pooled_shape((3, 16, 64, 96)) == (3, 4, 5, 7)
     policy = CropPolicy(short_side=36, crop=(32, 32))
     out = tmp_path / "pooled"
-    build_cache(data_root=smoke_root, vae_source="pooled-pixels", out_dir=out, splits=("val",), spatial=policy,
-                num_workers=0, **COMMON)
+    build_cache(CacheSpec(data_root=smoke_root, vae_source="pooled-pixels", splits=("val",), spatial=policy),
+                out, BuildOptions(num_workers=0, **COMMON))
     cache = open_cache(out)
-    assert cache.source_kind == "pooled-pixels" and cache.latent_shape == (3, 4, 2, 2) and cache.clip_shape == (3, 16, 32, 32)
+    assert cache.source_kind == "pooled-pixels" and cache.latent_shape == (3, 4, 2, 2)
+    assert cache.clip_shape == (3, 16, 32, 32)
     clips = load_split(out, "val")
     video = cache.videos("val")[0]
     pixels = torch.stack([clip for _, clip in iter_clips(video.path, spatial=policy)])
@@ -219,8 +228,9 @@ def test_pooled_pixels_control(smoke_root: Path, tmp_path: Path) -> None:
 
 def test_optional_outputs(smoke_root: Path, smoke_vae: Path, tmp_path: Path) -> None:
     out = tmp_path / "full"
-    build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, splits=("val",), content_features=True,
-                sample=True, sample_seed=3, logvar=True, layer_norm=True, num_workers=0, **COMMON)
+    outputs = dict(content_features=True, sample=True, sample_seed=3, logvar=True, layer_norm=True)
+    build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), splits=("val",), **outputs),
+                out, BuildOptions(num_workers=0, **COMMON))
     cache = open_cache(out)
     assert set(cache.arrays) == {"latent", "sample", "logvar", "content"}
     mean, sample = load_split(out, "val"), load_split(out, "val", kind="sample")
@@ -234,8 +244,8 @@ def test_optional_outputs(smoke_root: Path, smoke_vae: Path, tmp_path: Path) -> 
     assert logvar.float().max() <= 20 and logvar.float().min() >= -30
     # the sample is a function of (seed, video, clip) alone: the same in a build of other videos
     other = tmp_path / "other"
-    build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=other, splits=("val", "test"),
-                content_features=True, sample=True, sample_seed=3, logvar=True, layer_norm=True, num_workers=0, **COMMON)
+    build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), splits=("val", "test"), **outputs),
+                other, BuildOptions(num_workers=0, **COMMON))
     assert torch.equal(load_split(other, "val", kind="sample").latents, sample.latents)
 
 
@@ -245,7 +255,8 @@ def test_entry_of_another_build_is_redone(reference: Path, smoke_root: Path, smo
     (out / "index.json").unlink()
     victim = entry_path(out, open_cache(reference).videos("val")[0].id)
     victim.write_bytes(b"\x00" * 100)  # an unreadable entry (e.g. disk damage) is redone, not read
-    summary = build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, fold=(1, 2), num_workers=0, **COMMON)
+    summary = build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), folds=(1, 2)),
+                          out, BuildOptions(num_workers=0, **COMMON))
     assert summary.videos_this_run == 1
     assert finished_bytes(out) == finished_bytes(reference)
 
@@ -258,10 +269,12 @@ def test_not_a_cache_folder(tmp_path: Path) -> None:
 def test_single_clip_modes(smoke_root: Path, smoke_vae: Path, tmp_path: Path) -> None:
     for mode in ("center", "random"):
         out = tmp_path / mode
-        build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, splits=("val",), clip_mode=mode,
-                    clip_seed=5, num_workers=0, **COMMON)
+        build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), splits=("val",), clip_mode=mode,
+                              clip_seed=5),
+                    out, BuildOptions(num_workers=0, **COMMON))
         cache = open_cache(out)
-        assert cache.key["clips"]["mode"] == mode and cache.key["clips"]["clip_seed"] == (5 if mode == "random" else None)
+        assert cache.key["clips"]["mode"] == mode
+        assert cache.key["clips"]["clip_seed"] == (5 if mode == "random" else None)
         videos = cache.videos("val")
         assert all(v.num_clips == 1 for v in videos) and len(load_split(out, "val").labels) == len(videos)
         if mode == "center":

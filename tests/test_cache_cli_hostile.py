@@ -11,13 +11,14 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hostile_corpus import read_only_dir
 
-from lib.cache import CacheError, build_cache, open_cache
+from lib.cache import BuildOptions, CacheError, CacheSpec, build_cache, open_cache
 from lib.cache.__main__ import main
 from lib.cache.claims import ClaimOwner, claim_path, try_claim
 from lib.cache.decode import DecodeSettings, iter_video_parts
@@ -29,7 +30,8 @@ from lib.data.ucf101 import load_ucf101
 from lib.paths import REPO_ROOT
 from lib.vae.local import ensure_local_vae
 
-COMMON: dict[str, Any] = dict(splits=("val",), batch_size=4, threads=1, num_workers=0, progress=False)
+VAL: dict[str, Any] = dict(splits=("val",))  # the CacheSpec settings the builds here share
+OPTIONS = BuildOptions(batch_size=4, threads=1, num_workers=0, progress=False)
 CLI = ["--splits", "val", "--batch-size", "4", "--threads", "1", "--num-workers", "0", "--no-progress"]
 
 
@@ -50,7 +52,7 @@ def smoke_vae() -> Path:
 @pytest.fixture(scope="module")
 def val_cache(tmp_path_factory: pytest.TempPathFactory, smoke_root: Path, smoke_vae: Path) -> Path:
     out = tmp_path_factory.mktemp("cli") / "val"
-    assert build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, **COMMON).complete
+    assert build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), **VAL), out, OPTIONS).complete
     return out
 
 
@@ -79,10 +81,10 @@ def test_vae_folder_with_several_weights_is_refused(smoke_root: Path, smoke_vae:
         (tmp_path / "runs" / sub).mkdir(parents=True)
         shutil.copy(smoke_vae, tmp_path / "runs" / sub / "vae.safetensors")
     with pytest.raises(CacheError, match=r"holds 2 vae\.safetensors files"):
-        build_cache(data_root=smoke_root, vae_source=str(tmp_path / "runs"), out_dir=tmp_path / "c", **COMMON)
+        build_cache(CacheSpec(data_root=smoke_root, vae_source=str(tmp_path / "runs"), **VAL), tmp_path / "c", OPTIONS)
     (tmp_path / "empty").mkdir()
     with pytest.raises(CacheError, match=r"is a folder without a vae\.safetensors"):
-        build_cache(data_root=smoke_root, vae_source=str(tmp_path / "empty"), out_dir=tmp_path / "c", **COMMON)
+        build_cache(CacheSpec(data_root=smoke_root, vae_source=str(tmp_path / "empty"), **VAL), tmp_path / "c", OPTIONS)
 
 
 # --- typed errors instead of tracebacks ---------------------------------------------------------------
@@ -97,7 +99,8 @@ def test_read_only_out_and_bad_batch_size_are_typed_errors(smoke_root: Path, smo
               "--batch-size", "0"])
     assert exit_info.value.code == 2 and "must be 1 or more, got 0" in capsys.readouterr().err
     with pytest.raises(CacheError, match=r"batch_size must be >= 1"):
-        build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=tmp_path / "c", **{**COMMON, "batch_size": 0})
+        build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), **VAL),
+                    tmp_path / "c", replace(OPTIONS, batch_size=0))
 
 
 # --- two builds on one folder: per-video claims --------------------------------------------------------
@@ -110,13 +113,14 @@ def test_videos_claimed_by_another_live_build_are_left_to_it(val_cache: Path, sm
         videos = [j.video_id for j in make_plan(smoke_root, splits=("val",)).videos]
         for video_id in videos[:2]:
             assert try_claim(out, video_id, owner)
-        first = build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, **COMMON)
+        first = build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), **VAL), out, OPTIONS)
         assert (first.videos_this_run, first.videos_skipped, first.complete) == (2, 2, False)
         assert "left to another build" in first.describe()
     finally:
         other.kill()
         other.wait()
-    second = build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, **COMMON)  # owner gone: taken over
+    # the owner is gone: its claims are taken over
+    second = build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), **VAL), out, OPTIONS)
     assert second.videos_this_run == 2 and second.complete
     assert content(out) == content(val_cache) and not (out / "claims").exists()
     assert not claim_path(out, videos[0]).exists()
@@ -147,13 +151,15 @@ def test_retry_failed_on_a_finished_cache_decodes_the_failures_again(smoke_root:
     bad = load_ucf101(root, 1).val[0].path
     bad.write_bytes(bytes(bad.stat().st_size))  # same size, all zeros: undecodable
     out = tmp_path / "cache"
-    assert build_cache(data_root=root, vae_source=str(smoke_vae), out_dir=out, **COMMON).failures_this_run == 1
-    retried = build_cache(data_root=root, vae_source=str(smoke_vae), out_dir=out, retry_failed=True, **COMMON)
+    assert build_cache(CacheSpec(data_root=root, vae_source=str(smoke_vae), **VAL), out, OPTIONS).failures_this_run == 1
+    retried = build_cache(CacheSpec(data_root=root, vae_source=str(smoke_vae), **VAL),
+                          out, replace(OPTIONS, retry_failed=True))
     assert retried.videos_this_run == 1 and retried.retried_failures == 1 and retried.complete
     assert "retried 1 recorded failure" in retried.describe() and len(retried.failures) == 1
     shutil.rmtree(out)
-    assert build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, **COMMON).complete
-    clean = build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, retry_failed=True, **COMMON)
+    assert build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), **VAL), out, OPTIONS).complete
+    clean = build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), **VAL),
+                        out, replace(OPTIONS, retry_failed=True))
     assert clean.videos_this_run == 0 and "records no failure; nothing to retry" in clean.describe()
 
 
@@ -177,7 +183,8 @@ def test_a_tiny_batch_budget_gives_the_same_bytes(val_cache: Path, smoke_root: P
 
     monkeypatch.setattr(build_module, "MAX_PART_BYTES", 1)  # one clip per part, one clip per decord call
     out = tmp_path / preprocess
-    build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, preprocess=preprocess, **COMMON)
+    build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), **VAL),
+                out, replace(OPTIONS, preprocess=preprocess))
     assert content(out) == content(val_cache)
 
 

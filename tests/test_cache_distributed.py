@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from lib.cache import IncompleteCacheError, build_cache, open_cache
+from lib.cache import BuildOptions, CacheSpec, IncompleteCacheError, build_cache, open_cache
 from lib.data.synth import ensure_synthetic
 from lib.paths import REPO_ROOT
 from lib.vae.local import ensure_local_vae
@@ -29,7 +29,8 @@ def finished_bytes(cache_dir: Path) -> dict[str, bytes]:
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
     root, vae = ensure_synthetic(preset="smoke"), ensure_local_vae(preset="smoke")
     single = tmp_path_factory.mktemp("single") / "cache"
-    build_cache(data_root=root, vae_source=str(vae), out_dir=single, num_workers=0, batch_size=4, threads=1, progress=False)
+    build_cache(CacheSpec(data_root=root, vae_source=str(vae)),
+                single, BuildOptions(num_workers=0, batch_size=4, threads=1, progress=False))
     return root, vae, single
 
 
@@ -68,7 +69,8 @@ def test_hand_run_shards_then_the_last_one_merges(setup: tuple[Path, Path, Path]
     root, vae, single = setup
     out = tmp_path / "shards"
     for index in (0, 1):
-        result = run_group([sys.executable, *_build_args(root, vae, out), "--num-shards", "2", "--shard-index", str(index)])
+        shard = ["--num-shards", "2", "--shard-index", str(index)]
+        result = run_group([sys.executable, *_build_args(root, vae, out), *shard])
         assert result.returncode == 0, result.stderr[-3000:]
         if index == 0:
             assert "not merged yet" in result.stdout

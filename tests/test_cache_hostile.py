@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import pytest
 import yaml
 from hostile_corpus import flip_byte, replace_same_size, write_raw_video
 
-from lib.cache import StaleCacheError, build_cache, load_split, open_cache
+from lib.cache import BuildOptions, CacheSpec, StaleCacheError, build_cache, load_split, open_cache
 from lib.cache.errors import CacheError, DamagedCacheError
 from lib.cache.repair import repair_cache, verify_cache
 from lib.data.synth import ensure_synthetic
@@ -28,7 +29,8 @@ from lib.data.ucf101 import load_ucf101
 from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR
 from lib.vae.local import ensure_local_vae
 
-COMMON: dict[str, Any] = dict(splits=("val",), batch_size=4, threads=1, num_workers=0, progress=False)
+VAL: dict[str, Any] = dict(splits=("val",))  # the CacheSpec settings the builds here share
+OPTIONS = BuildOptions(batch_size=4, threads=1, num_workers=0, progress=False)
 
 
 def content(cache_dir: Path) -> dict[str, bytes]:
@@ -48,7 +50,7 @@ def smoke_vae() -> Path:
 @pytest.fixture(scope="module")
 def val_cache(tmp_path_factory: pytest.TempPathFactory, smoke_root: Path, smoke_vae: Path) -> Path:
     out = tmp_path_factory.mktemp("hostile") / "val"
-    assert build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, **COMMON).complete
+    assert build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), **VAL), out, OPTIONS).complete
     return out
 
 
@@ -75,7 +77,8 @@ def test_a_stale_study_cache_is_an_error_that_deletes_nothing(val_cache: Path, s
     (out / "notes.txt").write_text("three days of encoding")
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     with pytest.raises(StaleCacheError, match=r"outputs\.layer_norm: cache has false, asked for true") as info:
-        _study_build(build_cache, out, data_root=smoke_root, vae_source=str(smoke_vae), layer_norm=True, **COMMON)
+        _study_build(build_cache, CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), layer_norm=True, **VAL),
+                     out, OPTIONS)
     assert "cache_name" in info.value.fix and "replace_stale: true" in info.value.fix
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
@@ -99,8 +102,8 @@ def test_replace_stale_builds_beside_swaps_and_keeps_foreign_files(val_cache: Pa
         run_shard(target, *args, **kwargs)
 
     monkeypatch.setattr(build_module, "run_shard", spy)
-    summary = build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, layer_norm=True,
-                          replace_stale=True, **COMMON)
+    summary = build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), layer_norm=True, **VAL),
+                          out, replace(OPTIONS, replace_stale=True))
     assert seen["target"] != out and seen["target"].parent == out.parent and seen["old_key_usable"]
     assert summary.complete and "outputs.layer_norm" in summary.replaced and "replaced" in summary.describe()
     assert open_cache(out).key["outputs"]["layer_norm"] is True
@@ -136,12 +139,12 @@ def test_same_size_change_is_found_on_open_and_redone_on_resume(raw_dataset: tup
                                                                  tmp_path: Path) -> None:
     root, video = raw_dataset
     out = tmp_path / "cache"
-    build_cache(data_root=root, vae_source=str(smoke_vae), out_dir=out, **COMMON)
+    build_cache(CacheSpec(data_root=root, vae_source=str(smoke_vae), **VAL), out, OPTIONS)
     old = load_split(out, "val")
     replace_same_size(video, seed=1)
     with pytest.raises(StaleCacheError, match=rf"1 source video\(s\) changed .*{video.name} \(modified .*same size\)"):
         open_cache(out)
-    summary = build_cache(data_root=root, vae_source=str(smoke_vae), out_dir=out, **COMMON)
+    summary = build_cache(CacheSpec(data_root=root, vae_source=str(smoke_vae), **VAL), out, OPTIONS)
     assert summary.complete and summary.videos_this_run == 1 and video.name in summary.describe()
     assert summary.sources_changed and str(video) in summary.sources_changed[0]
     new = load_split(out, "val")
@@ -154,14 +157,15 @@ def test_content_hash_keeps_a_touched_file_and_verify_finds_a_hidden_change(raw_
                                                                             smoke_vae: Path, tmp_path: Path) -> None:
     root, video = raw_dataset
     out = tmp_path / "cache"
-    build_cache(data_root=root, vae_source=str(smoke_vae), out_dir=out, content_hash=True, **COMMON)
+    build_cache(CacheSpec(data_root=root, vae_source=str(smoke_vae), **VAL), out, replace(OPTIONS, content_hash=True))
     before = content(out)["latent.npy"]
     st = video.stat()
     import os
 
     os.utime(video, ns=(st.st_atime_ns, st.st_mtime_ns + 5_000_000_000))  # copied without times, or touched
     open_cache(out)  # same bytes by the recorded sha256: not a change
-    summary = build_cache(data_root=root, vae_source=str(smoke_vae), out_dir=out, content_hash=True, **COMMON)
+    summary = build_cache(CacheSpec(data_root=root, vae_source=str(smoke_vae), **VAL),
+                          out, replace(OPTIONS, content_hash=True))
     assert summary.videos_this_run == 0 and "times were updated" in summary.describe()
     assert content(out)["latent.npy"] == before
     replace_same_size(video, seed=2, keep_mtime=True)  # same size, same time: only the content tells
@@ -179,7 +183,7 @@ def test_stale_error_names_the_videos_whose_size_changed(val_cache: Path, smoke_
     size = video.path.stat().st_size
     video.path.write_bytes(video.path.read_bytes() + b"\0" * 100)
     with pytest.raises(StaleCacheError, match="dataset.videos_sha256") as info:
-        build_cache(data_root=root, vae_source=str(smoke_vae), out_dir=out, **COMMON)
+        build_cache(CacheSpec(data_root=root, vae_source=str(smoke_vae), **VAL), out, OPTIONS)
     assert f"{video.relpath} ({size} -> {size + 100} bytes)" in str(info.value)
 
 
@@ -253,7 +257,7 @@ def test_lost_cost_figures_are_summed_again(val_cache: Path, smoke_root: Path, s
     expected = json.loads((out / "build_stats.json").read_text())["encode_seconds"]
     (out / "build_stats.json").unlink()  # the state a kill right after index.json left before
     assert open_cache(out).encode_seconds == 0
-    summary = build_cache(data_root=smoke_root, vae_source=str(smoke_vae), out_dir=out, **COMMON)
+    summary = build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), **VAL), out, OPTIONS)
     assert "cost figures summed again" in summary.describe() and summary.videos_this_run == 0
     assert open_cache(out).encode_seconds == pytest.approx(expected) and expected > 0
 
@@ -261,6 +265,7 @@ def test_lost_cost_figures_are_summed_again(val_cache: Path, smoke_root: Path, s
 
     order: list[str] = []
     write = merge_module.atomic_write_text
-    monkeypatch.setattr(merge_module, "atomic_write_text", lambda path, text: (order.append(path.name), write(path, text)))
+    monkeypatch.setattr(merge_module, "atomic_write_text",
+                        lambda path, text: (order.append(path.name), write(path, text)))
     merge_module.merge_cache(out)
     assert order == ["build_stats.json", "index.json"]  # index.json, the "finished" mark, last

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib.cache import build_cache
+from lib.cache import BuildOptions, CacheSpec, build_cache
 from lib.classify import views
 from lib.data.synth import ensure_synthetic
 from lib.runs import RunDir
@@ -21,8 +21,8 @@ TIMING_COLUMNS = {"epoch_seconds", "val_seconds", "train_clips_per_s", "elapsed_
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("parallel") / "latent"
-    build_cache(data_root=ensure_synthetic(preset="smoke"), vae_source=str(ensure_local_vae(preset="smoke")), out_dir=out,
-                num_workers=0, batch_size=8, threads=1, progress=False)
+    build_cache(CacheSpec(data_root=ensure_synthetic(preset="smoke"), vae_source=str(ensure_local_vae(preset="smoke"))),
+                out, BuildOptions(num_workers=0, batch_size=8, threads=1, progress=False))
     return out
 
 

@@ -1,6 +1,7 @@
 """The latent cache: every clip of a dataset encoded once, stored compactly, read in seconds.
 
-Build (resumable, atomic per video, sharded across processes/GPUs)::
+Build (resumable, atomic per video, sharded across processes/GPUs; in Python
+``build_cache(CacheSpec(data_root=..., vae_source=...), out_dir, BuildOptions(...))``)::
 
     python -m lib.cache build --data data/synth_default --vae checkpoints/local-default-seed0/vae.safetensors \\
         --out data/caches/default/latent
@@ -17,8 +18,9 @@ Check and repair::
     python -m lib.cache verify data/caches/default/latent [--sources]   # every row against its digest
     python -m lib.cache repair data/caches/default/latent               # rewrites only damaged rows
 
-Modules: :mod:`~lib.cache.build` (orchestration), :mod:`~lib.cache.decode` (worker decoding, in
-bounded parts), :mod:`~lib.cache.video_encoding` (one video's fixed batches),
+Modules: :mod:`~lib.cache.build` (orchestration), :mod:`~lib.cache.spec` (what a cache is, how a
+build runs), :mod:`~lib.cache.decode` (worker decoding, in bounded parts),
+:mod:`~lib.cache.video_encoding` (one video's fixed batches),
 :mod:`~lib.cache.runner` (the encoding loop), :mod:`~lib.cache.encoders` (VAE and pooled-pixels
 encoders), :mod:`~lib.cache.entries` (per-video files), :mod:`~lib.cache.merge` (packing, folder
 layout), :mod:`~lib.cache.reader` (reading), :mod:`~lib.cache.key` (cache key),
@@ -35,12 +37,15 @@ from lib.cache.errors import CacheError, DamagedCacheError, IncompleteCacheError
 from lib.cache.merge import merge_cache
 from lib.cache.reader import Cache, ClipSet, VideoEntry, load_content_features, load_split, open_cache
 from lib.cache.repair import repair_cache, verify_cache
+from lib.cache.spec import BuildOptions, CacheSpec
 
 __all__ = [
     "POOLED_PIXELS",
+    "BuildOptions",
     "BuildSummary",
     "Cache",
     "CacheError",
+    "CacheSpec",
     "ClipSet",
     "DamagedCacheError",
     "IncompleteCacheError",

@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lib.cache.spec import BuildOptions, CacheSpec
 from lib.data.clips import SAMPLING_MODES
 from lib.data.spatial import make_spatial_policy
 from lib.data.ucf101 import SPLIT_NAMES
@@ -63,6 +64,25 @@ def _spatial(args: argparse.Namespace):  # noqa: ANN202 - SpatialPolicy | None
     elif args.crop is not None:
         raise SystemExit("--crop applies to --spatial crop only")
     return make_spatial_policy(args.spatial, **params)
+
+
+def _cache_spec(args: argparse.Namespace) -> CacheSpec:
+    """The CacheSpec of ``build``'s arguments."""
+    return CacheSpec(
+        data_root=args.data, vae_source=args.vae, folds=args.folds, splits=args.splits, val_fraction=args.val_fraction,
+        val_seed=args.val_seed, clip_mode=args.clip_mode, clip_seed=args.clip_seed, spatial=_spatial(args),
+        dtype=args.dtype, storage_dtype=args.storage_dtype, content_features=args.content_features, sample=args.sample,
+        sample_seed=args.sample_seed, logvar=args.logvar, layer_norm=args.layer_norm, pool_shape=args.pool_shape,
+        init_seed=args.init_seed)
+
+
+def _build_options(args: argparse.Namespace) -> BuildOptions:
+    """The BuildOptions of ``build``'s arguments."""
+    return BuildOptions(
+        batch_size=args.batch_size, num_workers=args.num_workers, device=args.device, threads=args.threads,
+        preprocess=args.preprocess, num_shards=args.num_shards, shard_index=args.shard_index,
+        retry_failed=args.retry_failed, replace_stale=args.replace_stale, content_hash=args.content_hash,
+        merge=not args.no_merge, progress=not args.no_progress)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,16 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "build":
-            summary = build_cache(
-                data_root=args.data, vae_source=args.vae, out_dir=args.out, fold=args.folds, splits=args.splits,
-                val_fraction=args.val_fraction, val_seed=args.val_seed, clip_mode=args.clip_mode, clip_seed=args.clip_seed,
-                spatial=_spatial(args), batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-                dtype=args.dtype, storage_dtype=args.storage_dtype, content_features=args.content_features,
-                sample=args.sample, sample_seed=args.sample_seed, logvar=args.logvar, layer_norm=args.layer_norm,
-                pool_shape=args.pool_shape, init_seed=args.init_seed, preprocess=args.preprocess, threads=args.threads,
-                num_shards=args.num_shards, shard_index=args.shard_index, retry_failed=args.retry_failed,
-                replace_stale=args.replace_stale, content_hash=args.content_hash, merge=not args.no_merge,
-                progress=not args.no_progress)
+            summary = build_cache(_cache_spec(args), args.out, _build_options(args))
             print(summary.describe())
         elif args.command == "merge":
             print(merge_cache(args.out))

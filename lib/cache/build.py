@@ -1,6 +1,6 @@
 """Building a latent cache: decode in worker processes, encode on the device, one entry per video.
 
-``build_cache(...)`` (and ``python -m lib.cache build``) runs, for the videos of this shard that
+``build_cache(spec, out_dir, options)`` (and ``python -m lib.cache build``) runs, for the videos of this shard that
 are not done yet, in canonical order: decode (DataLoader workers, uint8 frames) -> preprocess
 (spatial policy) -> encode in chunks of ``batch_size`` clips **within one video** -> write the
 video's entry atomically (a writer thread, so the device does not wait for fsync). Then, once
@@ -31,8 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,10 +49,8 @@ from lib.cache.plan import CachePlan, failure_path, make_plan
 from lib.cache.replace import recover, replacement_dir, swap_in
 from lib.cache.runner import BuildSummary, ShardSettings, run_shard
 from lib.cache.sources import check_sources, recorded_sources
-from lib.data.clips import ClipSpec, SamplingMode
+from lib.cache.spec import DEFAULT_BUILD_OPTIONS, PREPROCESS_PLACES, BuildOptions, CacheSpec
 from lib.data.sources import resolve_dataset_root
-from lib.data.spatial import SpatialPolicy
-from lib.data.ucf101 import SPLIT_NAMES
 from lib.data.video import DEFAULT_MAX_BATCH_BYTES
 from lib.paths import ensure_writable_dir, resolve_path
 
@@ -81,168 +78,82 @@ def _resolve_device(device: str, local_rank: int | None) -> torch.device:
     return dev
 
 
-def build_cache(
-    *,
-    data_root: str | os.PathLike[str],
-    vae_source: str,
-    out_dir: str | os.PathLike[str],
-    fold: int | Sequence[int] = 1,
-    splits: Sequence[str] = SPLIT_NAMES,
-    val_fraction: float = 0.1,
-    val_seed: int = 0,
-    clip_mode: SamplingMode = "all",
-    clip_seed: int = 0,
-    num_frames: int = 16,
-    target_fps: float = 16.0,
-    spatial: SpatialPolicy | None = None,
-    batch_size: int = 8,
-    num_workers: int = 2,
-    device: str = "auto",
-    dtype: str = "float32",
-    storage_dtype: str = "float16",
-    content_features: bool = False,
-    sample: bool = False,
-    sample_seed: int = 0,
-    logvar: bool = False,
-    layer_norm: bool = False,
-    pool_shape: Sequence[int] | None = None,
-    init_seed: int = 0,
-    preprocess: str = "auto",
-    threads: int | None = None,
-    num_shards: int = 1,
-    shard_index: int = 0,
-    retry_failed: bool = False,
-    replace_stale: bool = False,
-    content_hash: bool = False,
-    merge: bool = True,
-    progress: bool = True,
-) -> BuildSummary:
-    """Build (or resume, or finish) the cache in ``out_dir``; see the module docstring.
+def build_cache(spec: CacheSpec, out_dir: str | os.PathLike[str], options: BuildOptions = DEFAULT_BUILD_OPTIONS,
+                ) -> BuildSummary:
+    """Build (or resume, or finish) the cache ``spec`` describes in ``out_dir``; see the module docstring.
 
-    ``data_root``: a UCF101-layout root ("" = the synthetic smoke set). ``vae_source``: anything
-    ``load_reducio`` accepts, a training output folder holding exactly one ``vae.safetensors``,
-    ``random:<preset>`` (random init seeded by ``init_seed``, for timing) or ``pooled-pixels``
-    (the pixel control, ``pool_shape`` or the rule of :func:`lib.cache.encoders.pooled_shape`).
-    ``spatial``: default ``input_policy(vae)`` (the study's 224x288 bucket for pooled pixels).
-    ``preprocess``: ``"workers"`` (CPU, in the decode workers), ``"device"`` (in this process,
-    on the encoder's device) or ``"auto"`` (workers for a CPU encoder, else device). ``threads``:
-    torch intra-op threads while encoding (CPU float results depend on it; torchrun sets 1);
-    default on CPU: the cores left after ``num_workers``, at most torch's default.
-    ``replace_stale``: when ``out_dir`` holds a cache of another key, build the new one beside it
-    and swap it in once finished, keeping every file the cache did not write
-    (:mod:`lib.cache.replace`); otherwise that is a StaleCacheError naming the differences.
-    ``content_hash``: also record each source video's SHA-256, so a file that was only copied or
-    touched is recognised as unchanged and ``verify --sources`` checks content. Returns a
-    :class:`BuildSummary`.
+    ``spec`` decides what is stored and is the source of the cache key; ``options`` only decide
+    how this run goes (:mod:`lib.cache.spec`). Returns a :class:`BuildSummary`.
     """
-    arguments = locals()
-    request = _Request(**{f.name: arguments[f.name] for f in fields(_Request)})
-    _validate(request, out_dir)
+    _validate(spec, options, out_dir)
     dist_env = _dist_env()
     if dist_env is not None:
-        if num_shards != 1:
+        if options.num_shards != 1:
             raise ValueError("under torchrun the ranks are the shards: drop --num-shards/--shard-index")
-        request = replace(request, shard_index=dist_env[0], num_shards=dist_env[1])
-    dev = _resolve_device(device, dist_env[2] if dist_env else None)
+        options = replace(options, shard_index=dist_env[0], num_shards=dist_env[1])
+    dev = _resolve_device(options.device, dist_env[2] if dist_env else None)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)  # pinned-memory and autocast state of this rank on its own GPU
+    threads = options.threads
     if threads is None and dev.type == "cpu":
         # OpenMP threads that compete with the decode workers (or other jobs) for cores spin and
         # slow the encoder down many times over; leave the workers their cores.
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = max(1, min(torch.get_num_threads(), cores - num_workers))
+        threads = max(1, min(torch.get_num_threads(), cores - options.num_workers))
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        return _build(resolve_path(out_dir), request, dev=dev, dist_env=dist_env)
+        return _build(resolve_path(out_dir), spec, options, dev=dev, dist_env=dist_env)
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _validate(req: _Request, out_dir: str | os.PathLike[str]) -> None:
+def _validate(spec: CacheSpec, options: BuildOptions, out_dir: str | os.PathLike[str]) -> None:
     where = Path(out_dir) if os.fspath(out_dir) else Path(".")
-    if req.batch_size < 1 or req.num_workers < 0:
-        raise CacheError(where, f"batch_size must be >= 1 and num_workers >= 0, got {req.batch_size} and "
-                         f"{req.num_workers}", "pass --batch-size 1 or more (8 is the default) and --num-workers 0 or more")
-    if req.storage_dtype not in STORAGE_DTYPES:
-        raise CacheError(where, f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {req.storage_dtype!r}",
+    if options.batch_size < 1 or options.num_workers < 0:
+        raise CacheError(where, f"batch_size must be >= 1 and num_workers >= 0, got {options.batch_size} and "
+                         f"{options.num_workers}",
+                         "pass --batch-size 1 or more (8 is the default) and --num-workers 0 or more")
+    if spec.storage_dtype not in STORAGE_DTYPES:
+        raise CacheError(where, f"storage_dtype must be one of {sorted(STORAGE_DTYPES)}, got {spec.storage_dtype!r}",
                          "pass --storage-dtype float16 or float32")
-    if req.preprocess not in ("auto", "workers", "device"):
-        raise CacheError(where, f"preprocess must be auto, workers or device, got {req.preprocess!r}",
+    if options.preprocess not in PREPROCESS_PLACES:
+        raise CacheError(where, f"preprocess must be auto, workers or device, got {options.preprocess!r}",
                          "pass --preprocess auto, workers or device")
 
 
-@dataclass(frozen=True)
-class _Request:
-    """The arguments of one :func:`build_cache` call that decide what it builds (all but ``out_dir``,
-    ``device`` and ``threads``)."""
-
-    data_root: str | os.PathLike[str]
-    vae_source: str
-    fold: int | Sequence[int]
-    splits: Sequence[str]
-    val_fraction: float
-    val_seed: int
-    clip_mode: SamplingMode
-    clip_seed: int
-    num_frames: int
-    target_fps: float
-    spatial: SpatialPolicy | None
-    batch_size: int
-    num_workers: int
-    dtype: str
-    storage_dtype: str
-    content_features: bool
-    sample: bool
-    sample_seed: int
-    logvar: bool
-    layer_norm: bool
-    pool_shape: Sequence[int] | None
-    init_seed: int
-    preprocess: str
-    num_shards: int
-    shard_index: int
-    retry_failed: bool
-    replace_stale: bool
-    content_hash: bool
-    merge: bool
-    progress: bool
-
-
-def _build(cache_dir: Path, req: _Request, *, dev: torch.device, dist_env: tuple[int, int, int] | None) -> BuildSummary:
-    root = resolve_dataset_root(os.fspath(req.data_root))
-    folds = (req.fold,) if isinstance(req.fold, int) else tuple(req.fold)
-    plan = make_plan(root, folds=folds, splits=req.splits, val_fraction=req.val_fraction, val_seed=req.val_seed)
-    encoder = make_encoder(req.vae_source, device=dev, dtype=req.dtype, sample=req.sample, sample_seed=req.sample_seed,
-                           logvar=req.logvar, layer_norm=req.layer_norm, content_features=req.content_features,
-                           pool_shape=req.pool_shape, init_seed=req.init_seed)
-    spatial = req.spatial if req.spatial is not None else encoder.default_spatial()
-    spec = ClipSpec(num_frames=req.num_frames, target_fps=req.target_fps)
-    key = make_key(encoder=encoder, spatial=spatial, spec=spec, clip_mode=req.clip_mode, clip_seed_value=req.clip_seed,
-                   storage_dtype=req.storage_dtype, sample=req.sample, sample_seed=req.sample_seed, logvar=req.logvar,
-                   layer_norm=req.layer_norm, content_features=req.content_features, plan=plan)
+def _build(cache_dir: Path, spec: CacheSpec, options: BuildOptions, *, dev: torch.device,
+           dist_env: tuple[int, int, int] | None) -> BuildSummary:
+    root = resolve_dataset_root(os.fspath(spec.data_root))
+    plan = make_plan(root, folds=spec.folds, splits=spec.splits, val_fraction=spec.val_fraction, val_seed=spec.val_seed)
+    encoder = make_encoder(spec.vae_source, device=dev, dtype=spec.dtype, sample=spec.sample,
+                           sample_seed=spec.sample_seed, logvar=spec.logvar, layer_norm=spec.layer_norm,
+                           content_features=spec.content_features, pool_shape=spec.pool_shape, init_seed=spec.init_seed)
+    spatial = spec.spatial if spec.spatial is not None else encoder.default_spatial()
+    key = make_key(spec, encoder=encoder, spatial=spatial, plan=plan)
     khash = key_hash(key)
     provenance = {"dataset_root": str(root), "encoder": encoder.provenance(),
                   "created": datetime.now(UTC).isoformat(timespec="seconds")}
-    summary = BuildSummary(out_dir=cache_dir, complete=False, shard=(req.shard_index, req.num_shards),
+    summary = BuildSummary(out_dir=cache_dir, complete=False, shard=(options.shard_index, options.num_shards),
                            num_videos=len(plan.videos), videos_this_run=0, clips_this_run=0, failures_this_run=0,
                            device=str(dev))
-    target = _claim_target(cache_dir, key, khash, plan, provenance, req, dist_env, summary)
-    if not _finished_and_current(target, plan, khash, req, summary):
-        jobs = plan.shard(req.shard_index, req.num_shards)
-        if req.retry_failed:
+    target = _claim_target(cache_dir, key, plan, provenance, options, dist_env, summary)
+    if not _finished_and_current(target, plan, khash, options, summary):
+        jobs = plan.shard(options.shard_index, options.num_shards)
+        if options.retry_failed:
             summary.retried_failures += sum(1 for job in jobs if failure_path(target, job.video_id).is_file())
-        pending = [job for job in jobs if not is_done(target, job, khash, req.retry_failed)]
-        where = req.preprocess if req.preprocess != "auto" else ("workers" if dev.type == "cpu" else "device")
-        settings = DecodeSettings(spec=spec, mode=req.clip_mode, clip_seed=req.clip_seed,
+        pending = [job for job in jobs if not is_done(target, job, khash, options.retry_failed)]
+        where = options.preprocess if options.preprocess != "auto" else ("workers" if dev.type == "cpu" else "device")
+        settings = DecodeSettings(spec=spec.clip_spec, mode=spec.clip_mode, clip_seed=spec.clip_seed,
                                   spatial=spatial if where == "workers" else None, max_part_bytes=MAX_PART_BYTES,
-                                  content_hash=req.content_hash)
-        shard = ShardSettings(khash=khash, batch_size=req.batch_size, num_workers=req.num_workers,
-                              storage=STORAGE_DTYPES[req.storage_dtype], sample_seed=req.sample_seed,
-                              progress=req.progress, threads=torch.get_num_threads(), owner=ClaimOwner.this_process())
+                                  content_hash=options.content_hash)
+        shard = ShardSettings(khash=khash, batch_size=options.batch_size, num_workers=options.num_workers,
+                              storage=STORAGE_DTYPES[spec.storage_dtype], sample_seed=spec.sample_seed,
+                              progress=options.progress, threads=torch.get_num_threads(),
+                              owner=ClaimOwner.this_process())
         run_shard(target, pending, settings, spatial, encoder, summary, shard)
-        _finish_shards(target, plan, dist_env, merge=req.merge)
+        _finish_shards(target, plan, dist_env, merge=options.merge)
     if target != cache_dir and (target / INDEX_NAME).is_file():
         swap_in(cache_dir, target)
     if (cache_dir / INDEX_NAME).is_file() and read_manifest(cache_dir)["key_hash"] == khash:
@@ -253,16 +164,17 @@ def _build(cache_dir: Path, req: _Request, *, dev: torch.device, dist_env: tuple
     return summary
 
 
-def _claim_target(cache_dir: Path, key: dict[str, Any], khash: str, plan: CachePlan, provenance: dict[str, Any],
-                  req: _Request, dist_env: tuple[int, int, int] | None, summary: BuildSummary) -> Path:
+def _claim_target(cache_dir: Path, key: dict[str, Any], plan: CachePlan, provenance: dict[str, Any],
+                  options: BuildOptions, dist_env: tuple[int, int, int] | None, summary: BuildSummary) -> Path:
     """The folder this build writes into: ``cache_dir``, or beside it when replacing a stale cache."""
+    khash = key_hash(key)
     recover(cache_dir, khash)
     ensure_writable_dir(cache_dir, what="the cache folder", fix="choose a writable --out folder", error=CacheError)
     try:
         claim(cache_dir, key, plan, provenance)
         return cache_dir
     except StaleCacheError as err:
-        if not req.replace_stale:
+        if not options.replace_stale:
             raise
         if dist_env is not None:  # ranks would race for the swap
             raise StaleCacheError(cache_dir, err.reason, "replace_stale is not available under torchrun: run the "
@@ -276,7 +188,8 @@ def _claim_target(cache_dir: Path, key: dict[str, Any], khash: str, plan: CacheP
         return target
 
 
-def _finished_and_current(target: Path, plan: CachePlan, khash: str, req: _Request, summary: BuildSummary) -> bool:
+def _finished_and_current(target: Path, plan: CachePlan, khash: str, options: BuildOptions,
+                          summary: BuildSummary) -> bool:
     """Whether the finished cache in ``target`` needs no work; when it does (changed sources,
     failures to retry) its index is removed so the build redoes exactly that and merges again."""
     index = target / INDEX_NAME
@@ -303,13 +216,14 @@ def _finished_and_current(target: Path, plan: CachePlan, khash: str, req: _Reque
         index.unlink()
         return False
     has_failures = any(failure_path(target, job.video_id).is_file() for job in plan.videos)
-    if req.retry_failed and has_failures:
+    if options.retry_failed and has_failures:
         index.unlink()
         return False
-    if req.retry_failed:
+    if options.retry_failed:
         summary.notes.append("retry_failed: this finished cache records no failure; nothing to retry")
     if not _build_stats_complete(target) and restore_build_stats(target) is not None:
-        summary.notes.append(f"{BUILD_STATS_NAME} was missing or incomplete: cost figures summed again from the entries")
+        summary.notes.append(f"{BUILD_STATS_NAME} was missing or incomplete: cost figures summed again from the "
+                             "entries")
     return True
 
 

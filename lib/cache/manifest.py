@@ -23,23 +23,27 @@ from lib.cache.key import FORMAT_VERSION, dataset_fingerprint, describe_differen
 from lib.cache.merge import MANIFEST_NAME, read_manifest
 from lib.cache.plan import CachePlan, VideoJob, entry_path, failure_path
 from lib.cache.sources import dataset_changes, describe_dataset_changes, recorded_sources
-from lib.data.clips import ClipSpec
+from lib.cache.spec import CacheSpec
 from lib.data.spatial import SpatialPolicy
 
 log = logging.getLogger(__name__)
 
 
-def make_key(*, encoder: Any, spatial: SpatialPolicy, spec: ClipSpec, clip_mode: str, clip_seed_value: int,
-             storage_dtype: str, sample: bool, sample_seed: int, logvar: bool, layer_norm: bool,
-             content_features: bool, plan: CachePlan) -> dict[str, Any]:
-    """The cache key (see :mod:`lib.cache.key`): what decides the stored values and the selection."""
+def make_key(spec: CacheSpec, *, encoder: Any, spatial: SpatialPolicy, plan: CachePlan) -> dict[str, Any]:
+    """The cache key (see :mod:`lib.cache.key`): what decides the stored values and the selection.
+
+    ``spec`` gives the clip, output and storage settings; ``encoder`` (built from its VAE source),
+    ``spatial`` (its policy, the encoder's default resolved) and ``plan`` (its selection, sources
+    sized) give the rest. The sections and their values are those of every cache built so far.
+    """
+    sample, clip_mode = spec.sample, spec.clip_mode
     return {
-        "format": {"version": FORMAT_VERSION, "storage_dtype": storage_dtype},
+        "format": {"version": FORMAT_VERSION, "storage_dtype": spec.storage_dtype},
         "encoder": encoder.key(),
-        "outputs": {"sample": sample, "sample_seed": sample_seed if sample else None, "logvar": logvar,
-                    "layer_norm": layer_norm, "content_features": content_features},
+        "outputs": {"sample": sample, "sample_seed": spec.sample_seed if sample else None, "logvar": spec.logvar,
+                    "layer_norm": spec.layer_norm, "content_features": spec.content_features},
         "clips": {"num_frames": spec.num_frames, "target_fps": spec.target_fps, "mode": clip_mode,
-                  "clip_seed": clip_seed_value if clip_mode == "random" else None},
+                  "clip_seed": spec.clip_seed if clip_mode == "random" else None},
         "spatial": spatial.params(),
         "decode": {"decoder": "decord", "decord_version": decord.__version__, "strict": True},
         "dataset": {"classes": plan.classes, "folds": list(plan.folds), "splits": list(plan.splits),

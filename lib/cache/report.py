@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +11,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lib.cache.encoders import POOLED_PIXELS
 from lib.cache.errors import StaleCacheError
 from lib.cache.reader import Cache
+from lib.cache.spec import DEFAULT_BUILD_OPTIONS, BuildOptions, CacheSpec
 from lib.paths import DATA_DIR
 
 CACHES_DIR_NAME = "caches"
@@ -26,30 +29,26 @@ def cache_paths(name: str) -> tuple[Path, Path]:
     return base / "latent", base / "pooled_pixels"
 
 
-def build_study_caches(*, data_root: str | Path, vae_source: str, cache_name: str, folds: list[int],
-                       val_fraction: float, val_seed: int, clip_mode: str, batch_size: int, num_workers: int,
-                       device: str, dtype: str, content_features: bool, layer_norm: bool, pooled_pixels: bool,
-                       replace_stale: bool) -> tuple[Any, Any | None]:
-    """A study's two caches (notebook 02): the latents, then the pooled-pixels control on the same
-    clips and spatial policy. Returns ``(latent BuildSummary, pooled BuildSummary or None)``.
+def build_study_caches(spec: CacheSpec, *, cache_name: str, options: BuildOptions = DEFAULT_BUILD_OPTIONS,
+                       pooled_pixels: bool = True) -> tuple[Any, Any | None]:
+    """A study's two caches (notebook 02): the latents ``spec`` describes, then the pooled-pixels
+    control on the same dataset selection, clips and spatial policy. Returns ``(latent
+    BuildSummary, pooled BuildSummary or None)``.
 
     A cache of other settings under ``cache_name`` is an error naming the differences and the
-    notebook parameters that resolve it, unless ``replace_stale``: then the new cache is built
-    beside the old one and swapped in when finished, keeping files the cache did not write.
+    notebook parameters that resolve it, unless ``options.replace_stale``: then the new cache is
+    built beside the old one and swapped in when finished, keeping files the cache did not write.
     """
     from lib.cache.build import build_cache
     from lib.cache.reader import open_cache
 
     latent_dir, pooled_dir = cache_paths(cache_name)
-    common: dict[str, Any] = dict(fold=folds, val_fraction=val_fraction, val_seed=val_seed, clip_mode=clip_mode,
-                                  batch_size=batch_size, num_workers=num_workers, device=device,
-                                  replace_stale=replace_stale)
-    latent = _study_build(build_cache, latent_dir, data_root=data_root, vae_source=vae_source, dtype=dtype,
-                          content_features=content_features, layer_norm=layer_norm, **common)
+    latent = _study_build(build_cache, spec, latent_dir, options)
     pooled = None
     if pooled_pixels:
-        pooled = _study_build(build_cache, pooled_dir, data_root=data_root, vae_source="pooled-pixels",
-                              spatial=open_cache(latent_dir).spatial_policy(), **common)
+        pooled_spec = replace(spec, vae_source=POOLED_PIXELS, spatial=open_cache(latent_dir).spatial_policy(),
+                              dtype="float32", content_features=False, layer_norm=False, sample=False, logvar=False)
+        pooled = _study_build(build_cache, pooled_spec, pooled_dir, options)
     return latent, pooled
 
 
@@ -58,10 +57,10 @@ FIX_STUDY_STALE = ("set the notebook parameter cache_name to a new name (the cac
                    "finished; files the cache did not write are kept); nothing was deleted")
 
 
-def _study_build(build: Any, out_dir: Path, **kwargs: Any) -> Any:
-    """``build(out_dir=out_dir, **kwargs)``; a stale cache's error says which notebook parameters fix it."""
+def _study_build(build: Any, spec: CacheSpec, out_dir: Path, options: BuildOptions) -> Any:
+    """``build(spec, out_dir, options)``; a stale cache's error says which notebook parameters fix it."""
     try:
-        return build(out_dir=out_dir, **kwargs)
+        return build(spec, out_dir, options)
     except StaleCacheError as err:
         raise StaleCacheError(out_dir, err.reason, FIX_STUDY_STALE, differences=err.differences) from err
 

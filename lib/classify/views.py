@@ -325,13 +325,14 @@ def _cache_complete(path: Path) -> bool:
 def _build_smoke_caches() -> None:
     """The caches notebook 02 builds on its defaults (same settings, so 02 later reuses them)."""
     from lib.cache.report import build_study_caches
+    from lib.cache.spec import BuildOptions, CacheSpec
     from lib.data.synth import ensure_synthetic
     from lib.vae.local import resolve_vae_source
 
-    build_study_caches(data_root=ensure_synthetic(preset="smoke"), vae_source=resolve_vae_source(""),
-                       cache_name="smoke", folds=[1, 2, 3], val_fraction=0.1, val_seed=0, clip_mode="all", batch_size=8,
-                       num_workers=2, device="auto", dtype="float32", content_features=True, layer_norm=False,
-                       pooled_pixels=True, replace_stale=True)
+    spec = CacheSpec(data_root=ensure_synthetic(preset="smoke"), vae_source=resolve_vae_source(""), folds=(1, 2, 3),
+                     val_fraction=0.1, val_seed=0, clip_mode="all", dtype="float32", content_features=True)
+    build_study_caches(spec, cache_name="smoke", pooled_pixels=True,
+                       options=BuildOptions(batch_size=8, num_workers=2, device="auto", replace_stale=True))
 
 
 # ---- the README's result section ---------------------------------------------------------------
