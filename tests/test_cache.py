@@ -71,6 +71,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, smoke_root: Path, smoke_
     return out
 
 
+@pytest.mark.slow
 def test_contents_match_a_direct_encode(reference: Path, smoke_root: Path, smoke_vae: Path) -> None:
     cache = open_cache(reference)
     split = load_ucf101(smoke_root, 1)
@@ -100,6 +101,7 @@ def test_contents_match_a_direct_encode(reference: Path, smoke_root: Path, smoke
     assert cache.encode_seconds > 0 and cache.bytes_on_disk["latent"] > 0
 
 
+@pytest.mark.slow
 def test_other_fold_and_memory_map(reference: Path) -> None:
     in_ram = load_split(reference, "test", fold=1)
     mapped = load_split(reference, "test", fold=1, mmap=True)
@@ -114,6 +116,7 @@ def test_other_fold_and_memory_map(reference: Path) -> None:
         load_split(reference, "train", fold=3)
 
 
+@pytest.mark.slow
 def test_workers_and_preprocessing_place_do_not_change_a_bit(reference: Path, smoke_root: Path, smoke_vae: Path,
                                                               tmp_path: Path) -> None:
     out = tmp_path / "workers"
@@ -122,6 +125,7 @@ def test_workers_and_preprocessing_place_do_not_change_a_bit(reference: Path, sm
     assert finished_bytes(out) == finished_bytes(reference)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_is_bit_identical(reference: Path, smoke_root: Path, smoke_vae: Path,
                                               tmp_path: Path) -> None:
     out = tmp_path / "killed"
@@ -148,6 +152,7 @@ def test_kill_9_then_resume_is_bit_identical(reference: Path, smoke_root: Path, 
     assert not list(out.rglob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_stale_key_is_an_error_naming_the_difference(reference: Path, smoke_root: Path, smoke_vae: Path) -> None:
     with pytest.raises(StaleCacheError, match=r"outputs\.layer_norm: cache has false, asked for true") as info:
         build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), folds=(1, 2), layer_norm=True),
@@ -226,6 +231,7 @@ def test_pooled_pixels_control(smoke_root: Path, tmp_path: Path) -> None:
     assert torch.equal(clips.latents[clips.video_index == 0], expected)
 
 
+@pytest.mark.slow
 def test_optional_outputs(smoke_root: Path, smoke_vae: Path, tmp_path: Path) -> None:
     out = tmp_path / "full"
     outputs = dict(content_features=True, sample=True, sample_seed=3, logvar=True, layer_norm=True)
@@ -249,6 +255,7 @@ def test_optional_outputs(smoke_root: Path, smoke_vae: Path, tmp_path: Path) -> 
     assert torch.equal(load_split(other, "val", kind="sample").latents, sample.latents)
 
 
+@pytest.mark.slow
 def test_entry_of_another_build_is_redone(reference: Path, smoke_root: Path, smoke_vae: Path, tmp_path: Path) -> None:
     out = tmp_path / "partial"
     shutil.copytree(reference, out)
@@ -266,6 +273,7 @@ def test_not_a_cache_folder(tmp_path: Path) -> None:
         open_cache(tmp_path)
 
 
+@pytest.mark.slow
 def test_single_clip_modes(smoke_root: Path, smoke_vae: Path, tmp_path: Path) -> None:
     for mode in ("center", "random"):
         out = tmp_path / mode

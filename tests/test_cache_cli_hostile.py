@@ -143,6 +143,7 @@ def test_two_builds_started_together_encode_each_video_once(val_cache: Path, smo
 
 
 # --- --retry-failed on a finished cache -----------------------------------------------------------------
+@pytest.mark.slow
 def test_retry_failed_on_a_finished_cache_decodes_the_failures_again(smoke_root: Path, smoke_vae: Path,
                                                                      tmp_path: Path) -> None:
     root = tmp_path / "data"

@@ -52,6 +52,7 @@ def _build_args(root: Path, vae: Path, out: Path) -> list[str]:
             "--threads", "1", "--num-workers", "0", "--no-progress"]
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_equal_one(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
     root, vae, single = setup
     out = tmp_path / "torchrun"
@@ -65,6 +66,7 @@ def test_torchrun_two_processes_equal_one(setup: tuple[Path, Path, Path], tmp_pa
     assert open_cache(out).num_clips == open_cache(single).num_clips
 
 
+@pytest.mark.slow
 def test_hand_run_shards_then_the_last_one_merges(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
     root, vae, single = setup
     out = tmp_path / "shards"
@@ -91,6 +93,7 @@ def _claim_at_once(cache_dir: str, root: str, barrier: Any, errors: Any) -> None
         errors.put(f"{type(err).__name__}: {err}")
 
 
+@pytest.mark.slow
 def test_shards_claiming_a_folder_at_once_all_succeed(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
     """The race CI once hit: two ranks create the folder together; one must not take the other's
     half-written manifest for foreign content. Exactly one manifest wins; the others check its key."""
@@ -111,6 +114,7 @@ def test_shards_claiming_a_folder_at_once_all_succeed(setup: tuple[Path, Path, P
         assert json.loads((cache_dir / "cache.json").read_text())["key"] == {"same": "key"}
 
 
+@pytest.mark.slow
 def test_claim_rejects_foreign_content_and_other_keys(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
     from lib.cache.errors import CacheError, StaleCacheError
     from lib.cache.manifest import claim
@@ -130,6 +134,7 @@ def test_claim_rejects_foreign_content_and_other_keys(setup: tuple[Path, Path, P
         claim(leftover, {"k": 2}, plan, {})
 
 
+@pytest.mark.slow
 def test_hand_run_shards_side_by_side(setup: tuple[Path, Path, Path], tmp_path: Path) -> None:
     """Both shards started at the same moment (the usual way to use two machines on one folder)."""
     root, vae, single = setup

@@ -135,6 +135,7 @@ def raw_dataset(smoke_root: Path, tmp_path: Path) -> tuple[Path, Path]:
     return root, video
 
 
+@pytest.mark.slow
 def test_same_size_change_is_found_on_open_and_redone_on_resume(raw_dataset: tuple[Path, Path], smoke_vae: Path,
                                                                  tmp_path: Path) -> None:
     root, video = raw_dataset

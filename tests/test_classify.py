@@ -478,6 +478,7 @@ def test_pixel_bank_holds_the_streamed_clips_and_augments_within_the_frame(tmp_p
 
 
 # --- figures and cost -----------------------------------------------------------------------------
+@pytest.mark.slow
 def test_figures_and_cost_table(tmp_path: Path, splits: dict[str, TensorClips]) -> None:
     import matplotlib
 

@@ -31,6 +31,7 @@ def _history(path: Path) -> list[dict[str, str]]:
         return [{k: v for k, v in row.items() if k not in TIMING_COLUMNS} for row in csv.DictReader(fh)]
 
 
+@pytest.mark.slow
 def test_parallel_jobs_store_what_a_sequential_run_stores(cache_dir: Path, tmp_path: Path) -> None:
     models, seeds = ["conv3d_paper", "lstm_paper"], [0, 1]
     config = {"epochs": 2, "device": "cpu", "progress": False}
@@ -54,6 +55,7 @@ def test_parallel_jobs_store_what_a_sequential_run_stores(cache_dir: Path, tmp_p
         assert parallel[name].accuracy("test") == sequential[name].accuracy("test")
 
 
+@pytest.mark.slow
 def test_a_failing_job_is_reported_with_its_model_and_seed(cache_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="conv3d_paper seed [01] failed in its worker process"):
         views.train_models(["conv3d_paper"], cache_dir=cache_dir, fold=1, run=RunDir(tmp_path), seeds=[0, 1],

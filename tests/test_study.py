@@ -29,6 +29,7 @@ def _write_notebook(path: Path) -> None:
     nbformat.write(notebook, path)
 
 
+@pytest.mark.slow
 def test_failed_step_stops_the_chain_and_a_rerun_resumes_there(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     notebooks, runs = tmp_path / "notebooks", tmp_path / "runs"

@@ -224,6 +224,7 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return generate(tmp_path_factory.mktemp("tiny") / "ds", preset=TINY, seed=0, workers=1, progress=False)
 
 
+@pytest.mark.slow
 def test_files_decode_as_ucf101_videos(tiny_root: Path) -> None:
     decord = pytest.importorskip("decord")
     specs = video_specs(TINY, seed=0)
@@ -235,6 +236,7 @@ def test_files_decode_as_ucf101_videos(tiny_root: Path) -> None:
         assert reader[0].shape == (FRAME_H, FRAME_W, 3)
 
 
+@pytest.mark.slow
 def test_split_lists_and_manifest(tiny_root: Path) -> None:
     lists = tiny_root / "ucfTrainTestlist"
     raw = (lists / "classInd.txt").read_bytes()
@@ -249,6 +251,7 @@ def test_split_lists_and_manifest(tiny_root: Path) -> None:
     assert is_complete(tiny_root, preset=TINY, seed=0) and not is_complete(tiny_root, preset=TINY, seed=1)
 
 
+@pytest.mark.slow
 def test_same_seed_is_byte_identical_across_worker_counts(tiny_root: Path, tmp_path: Path) -> None:
     two = generate(tmp_path / "two", preset=TINY, seed=0, workers=2, progress=False)
     assert _digests(two) == _digests(tiny_root)
@@ -257,6 +260,7 @@ def test_same_seed_is_byte_identical_across_worker_counts(tiny_root: Path, tmp_p
     assert sorted(other) == sorted(reference) and all(other[k] != reference[k] for k in reference)
 
 
+@pytest.mark.slow
 def test_rerun_resumes_and_keeps_finished_videos(tiny_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "ds"
     shutil.copytree(tiny_root, root)
@@ -276,6 +280,7 @@ def test_rerun_resumes_and_keeps_finished_videos(tiny_root: Path, tmp_path: Path
     assert json.loads(manifest_path.read_text())["complete"] is True
 
 
+@pytest.mark.slow
 def test_other_settings_or_foreign_folder_is_a_clear_error(tiny_root: Path, tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"different settings.*seed.*rm -rf") as info:
         generate(tiny_root, preset=TINY, seed=3, workers=1, progress=False)
@@ -286,6 +291,7 @@ def test_other_settings_or_foreign_folder_is_a_clear_error(tiny_root: Path, tmp_
         generate(foreign, preset=TINY, seed=0, workers=1, progress=False)
 
 
+@pytest.mark.slow
 def test_ensure_synthetic_generates_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import lib.paths
 
@@ -300,6 +306,7 @@ def test_ensure_synthetic_generates_once(tmp_path: Path, monkeypatch: pytest.Mon
     assert ensure_synthetic(TINY, seed=0) == root
 
 
+@pytest.mark.slow
 def test_smoke_preset_via_cli_gives_nonempty_fold1_splits(tmp_path: Path) -> None:
     from lib.data.__main__ import main
     from lib.data.ucf101 import load_ucf101

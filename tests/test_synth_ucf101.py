@@ -53,6 +53,7 @@ def test_handstand_pushups_file_name_quirk() -> None:
                if not r.startswith("HandstandPushups/"))
 
 
+@pytest.mark.slow
 def test_lists_load_with_official_labels_and_counts(tmp_path: Path) -> None:
     write_official_lists(tmp_path / "ucfTrainTestlist")
     (tmp_path / "UCF-101").mkdir()
@@ -85,6 +86,7 @@ def test_subset_lists_are_the_official_lines_of_the_subset(tmp_path: Path) -> No
         assert subset[:-1] == [line for line in full[:-1] if line.split(b" ")[0].decode() in wanted]
 
 
+@pytest.mark.slow
 def test_specs_are_deterministic_and_real_format() -> None:
     specs = layout_specs()
     assert specs == layout_specs() and [s.relpath for s in specs] == official_relpaths()

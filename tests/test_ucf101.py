@@ -435,6 +435,7 @@ def official_root(shared_reference: Path, tmp_path_factory: pytest.TempPathFacto
 
 
 @pytest.mark.parametrize("fold", [1, 2, 3])
+@pytest.mark.slow
 def test_official_fold_counts(official_root: Path, fold: int) -> None:
     summary = summarize(official_root, fold)
     assert (summary["train"] + summary["val"], summary["test"]) == OFFICIAL_COUNTS[fold]
@@ -477,6 +478,7 @@ def test_official_dataset_facts(official_root: Path) -> None:
     assert (classes[0], classes[-1]) == ("ApplyEyeMakeup", "YoYo")
 
 
+@pytest.mark.slow
 def test_official_missing_files_are_counted(official_root: Path) -> None:
     split = load_ucf101(official_root, 1)
     victims = [split.train[5], split.val[0], split.test[10], split.test[-1]]
@@ -496,6 +498,7 @@ def test_official_missing_files_are_counted(official_root: Path) -> None:
     assert summarize(official_root, 1)["missing"] == 0
 
 
+@pytest.mark.slow
 def test_official_cli_summary(official_root: Path) -> None:
     proc = run_cli("summary", "--root", str(official_root), "--fold", "1")
     assert proc.returncode == 0, proc.stderr

@@ -829,6 +829,7 @@ def test_hf_reference_uses_checkpoints_copy_without_network(checkpoints_dir: Pat
     assert "preset 'reducio-ft4' (from the file name" in message and f"match preset '{PRESET}'" in message
 
 
+@pytest.mark.slow
 def test_hf_offline_gives_clear_error(tmp_path: Path) -> None:
     """HF_HUB_OFFLINE=1 + an empty temporary HF_HOME, in a subprocess (the hub reads them at import)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
@@ -875,6 +876,7 @@ def test_missing_path_and_bad_hf_reference(tmp_path: Path) -> None:
 # =============================================================================================
 # Conversion
 # =============================================================================================
+@pytest.mark.slow
 def test_encoder_only_conversion_round_trips(tmp_path: Path, state: dict[str, torch.Tensor], clip: torch.Tensor) -> None:
     src = tmp_path / f"{PRESET}-release.ckpt"
     torch.save({"state_dict": {**state, "loss.logvar": torch.zeros(())}}, src)
@@ -920,6 +922,7 @@ def test_conversion_write_is_atomic(tmp_path: Path, state: dict[str, torch.Tenso
     assert sorted(p.name for p in tmp_path.iterdir()) == ["src.ckpt"]  # no dst, no temp file
 
 
+@pytest.mark.slow
 def test_converter_cli_subprocess(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     src = tmp_path / "vae.ckpt"
     torch.save({"state_dict": state}, src)
@@ -934,6 +937,7 @@ def test_converter_cli_subprocess(tmp_path: Path, state: dict[str, torch.Tensor]
     assert load_reducio(dst).checkpoint_info.preset == PRESET
 
 
+@pytest.mark.slow
 def test_converter_cli_errors_in_process(tmp_path: Path, state: dict[str, torch.Tensor],
                                          capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "vae.ckpt"

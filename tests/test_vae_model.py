@@ -401,6 +401,7 @@ def test_warp_frame_moves_pixels_by_the_field() -> None:
                           atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fresh_residual_decoder_starts_at_the_content_frame_baseline() -> None:
     torch.manual_seed(0)
     model = ReducioVAE.from_preset("local-smoke").eval()

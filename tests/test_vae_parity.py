@@ -84,6 +84,7 @@ def test_small_config_is_reference_small_preset(ref_dir: Path) -> None:
     assert ReducioConfig.from_params(params) == ReducioConfig.from_params(get_preset("reference-small"))
 
 
+@pytest.mark.slow
 def test_full_config_shapes(ref_dir: Path) -> None:
     shapes = json.loads((ref_dir / "shapes_full_config.json").read_text())
     model = ReducioVAE.from_preset("reducio-ft4", device="meta").eval()
@@ -132,6 +133,7 @@ def small_run(ref_dir: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 @pytest.mark.parametrize("case", ["caseA", "caseB"])
 @pytest.mark.parametrize("name", FINAL + list(HOOKED))
+@pytest.mark.slow
 def test_small_model_matches_official(small_run: dict, case: str, name: str) -> None:
     ours, ref = small_run[f"{case}.{name}"]
     assert ours.shape == ref.shape

