@@ -50,6 +50,7 @@ CASES = [(name, shape) for name in MODEL_NAMES for shape in shapes_for(name)]
 
 
 @pytest.mark.parametrize(("name", "input_shape"), CASES, ids=[f"{n}-{'x'.join(map(str, s))}" for n, s in CASES])
+@pytest.mark.slow
 def test_forward_backward_every_model(name: str, input_shape: tuple[int, int, int, int]) -> None:
     torch.manual_seed(0)
     model = build_model(name, num_classes=NUM_CLASSES, input_shape=input_shape).train()

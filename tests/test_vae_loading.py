@@ -105,6 +105,7 @@ def mismatch_message(excinfo: pytest.ExceptionInfo[CheckpointMismatchError]) -> 
 # =============================================================================================
 # Accepted layouts
 # =============================================================================================
+@pytest.mark.slow
 def test_lightning_style_ckpt_with_state_dict(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     path = tmp_path / "model.ckpt"  # no preset in the name: the config comes from the shapes
     torch.save({"state_dict": state, "epoch": 3, "global_step": 1200, "lr_schedulers": [{"last_epoch": 2}]}, path)
@@ -141,6 +142,7 @@ def test_fp16_checkpoint_cast_to_requested_dtype(tmp_path: Path, state: dict[str
     assert_loaded(load_reducio(path, dtype="bf16"), half, dtype=torch.bfloat16)
 
 
+@pytest.mark.slow
 def test_safetensors_without_metadata(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     path = tmp_path / "weights.safetensors"
     save_file(state, str(path))
@@ -238,6 +240,7 @@ def test_unexpected_key_is_an_error(tmp_path: Path, state: dict[str, torch.Tenso
         load_reducio(path, variant=PRESET, parts="encoder")
 
 
+@pytest.mark.slow
 def test_encoder_parts_ignore_decoder_keys_but_need_encoder_keys(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     full = tmp_path / f"{PRESET}.ckpt"
     torch.save({"state_dict": state}, full)
@@ -390,6 +393,7 @@ def test_custom_class_pickle_loads_and_is_reported(tmp_path: Path, state: dict[s
     assert not marker.exists(), marker.read_text()
 
 
+@pytest.mark.slow
 def test_plain_objects_of_protocol_1_load(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     path = tmp_path / "protocol1.ckpt"  # protocols 0/1 rebuild plain objects through copyreg._reconstructor
     torch.save({"state_dict": state, "hyper_parameters": _Payload()}, path, pickle_protocol=1)
@@ -548,6 +552,7 @@ def lightning_ckpt(state: dict[str, torch.Tensor], *, hparams: object = None, ca
 
 @pytest.mark.parametrize("hparams_kind,layout", [("omegaconf", "zip"), ("omegaconf", "legacy"), ("argparse", "zip"),
                                                  ("attributedict", "zip")])
+@pytest.mark.slow
 def test_lightning_checkpoint_loads_and_reports_skipped_objects(
         tmp_path: Path, state: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch, marker: Path,
         caplog: pytest.LogCaptureFixture, hparams_kind: str, layout: str) -> None:
@@ -610,6 +615,7 @@ def test_payload_hidden_in_metadata_never_runs(tmp_path: Path, state: dict[str, 
     assert any(e.startswith(f"{entry} (") and SYSTEM in e for e in vae.checkpoint_info.skipped_objects)
 
 
+@pytest.mark.slow
 def test_class_methods_never_run_allowed_or_not(tmp_path: Path, state: dict[str, torch.Tensor], marker: Path) -> None:
     path = tmp_path / "custom-class.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": _SetstateBomb()}, path)
@@ -645,6 +651,7 @@ _DENIED_CALLS = {  # what pickle writes for each callable -> (callable, argument
 
 
 @pytest.mark.parametrize("name", list(_DENIED_CALLS))
+@pytest.mark.slow
 def test_denylisted_globals_refused_and_never_run(tmp_path: Path, state: dict[str, torch.Tensor], marker: Path,
                                                   name: str) -> None:
     fn, args = _DENIED_CALLS[name]
@@ -779,6 +786,7 @@ def test_train_state_error_does_not_quote_torch_advice(tmp_path: Path) -> None:
 # =============================================================================================
 # Sources: preset names in checkpoints/, Hugging Face references
 # =============================================================================================
+@pytest.mark.slow
 def test_preset_name_found_in_checkpoints(checkpoints_dir: Path, state: dict[str, torch.Tensor]) -> None:
     src = checkpoints_dir / "source-weights.ckpt"  # not named after the preset: never a candidate
     torch.save(state, src)
@@ -796,6 +804,7 @@ def test_preset_name_found_in_checkpoints(checkpoints_dir: Path, state: dict[str
         load_reducio("no-such-preset")
 
 
+@pytest.mark.slow
 def test_preset_lookup_prefers_full_model_and_reports_ties(checkpoints_dir: Path, state: dict[str, torch.Tensor]) -> None:
     torch.save({"state_dict": state}, checkpoints_dir / f"{PRESET}-run1.ckpt")
     enc = load_reducio(checkpoints_dir / f"{PRESET}-run1.ckpt", parts="encoder")
@@ -818,6 +827,7 @@ def test_file_kind_is_sniffed_and_duplicate_keys_refused(tmp_path: Path, state: 
         load_reducio(tmp_path / "dupes.pt", variant=PRESET)
 
 
+@pytest.mark.slow
 def test_hf_reference_uses_checkpoints_copy_without_network(checkpoints_dir: Path, state: dict[str, torch.Tensor]) -> None:
     # A file named like the official ft4 file in checkpoints/ is taken as is (no Hub call). Its
     # name says ft4, its shapes say local-smoke: the error says both.
@@ -906,6 +916,7 @@ def test_encoder_only_conversion_round_trips(tmp_path: Path, state: dict[str, to
     assert_loaded(load_reducio(full.destination), state)
 
 
+@pytest.mark.slow
 def test_conversion_write_is_atomic(tmp_path: Path, state: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch) -> None:
     src = tmp_path / "src.ckpt"
     torch.save(state, src)
@@ -1008,6 +1019,7 @@ def test_official_listings_give_ft4_and_ft2(shared_reference: Path) -> None:
     assert differ == ["decoder.mid.fuse.0.pos_embed", "encoder_3d.down.3.downsample.conv.weight"]
 
 
+@pytest.mark.slow
 def test_small_reference_weights(shared_reference: Path) -> None:
     ref = shared_reference / "reducio"
     small = json.loads((ref / "small_config.json").read_text())

@@ -227,6 +227,7 @@ def test_sinusoid_table_values() -> None:
     assert torch.allclose(t[3, [0, 5]], expected, atol=1e-7)  # j=5: 10000^(4/8) = 100
 
 
+@pytest.mark.slow
 def test_posterior_and_sampling(smoke: ReducioVAE, clip: torch.Tensor) -> None:
     with torch.no_grad():
         post = smoke.encode(clip)
@@ -248,6 +249,7 @@ def test_posterior_and_sampling(smoke: ReducioVAE, clip: torch.Tensor) -> None:
             smoke.quant_conv.bias[16:] -= 100.0
 
 
+@pytest.mark.slow
 def test_latent_norm_and_encode_latents(smoke: ReducioVAE, clip: torch.Tensor) -> None:
     z = normalize_latent(torch.randn(3, 16, 4, 2, 2) * 5 + 2)
     assert torch.allclose(z.mean(dim=(1, 2, 3, 4)), torch.zeros(3), atol=1e-5)
@@ -368,6 +370,7 @@ def test_local_decoder_extensions_are_local_only() -> None:
         ReducioConfig.from_params(params)
 
 
+@pytest.mark.slow
 def test_coarse_flow_moves_the_whole_output() -> None:
     """A bias on the coarse head alone shifts every output frame by COARSE_FLOW_SCALE x
     CONTENT_WARP_SCALE px per unit: the head is wired into the warp, upsampled everywhere."""
