@@ -39,10 +39,20 @@ def _where(path: Path, node: ast.AST | None = None) -> str:
     return f"{path.relative_to(REPO_ROOT)}{line}"
 
 
+def _statements(node: ast.AST) -> Iterator[ast.stmt]:
+    """The statements directly inside ``node``'s blocks (functions are only ever defined there)."""
+    for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+        for child in getattr(node, field, None) or []:
+            if isinstance(child, ast.stmt):
+                yield child
+            else:  # an except handler or a match case: its own block
+                yield from _statements(child)
+
+
 def _functions(tree: ast.AST) -> Iterator[tuple[str, FunctionNode]]:
     """Every function and method with its dotted name inside the module (nested ones included)."""
     def walk(node: ast.AST, prefix: str) -> Iterator[tuple[str, FunctionNode]]:
-        for child in ast.iter_child_nodes(node):
+        for child in _statements(node):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 yield f"{prefix}{child.name}", child
                 yield from walk(child, f"{prefix}{child.name}.")
@@ -58,14 +68,14 @@ def _own_lines(node: FunctionNode) -> int:
     """Lines of ``node`` without those of the functions and classes defined inside it."""
     total = (node.end_lineno or node.lineno) - node.lineno + 1
     nested = 0
-    todo = list(ast.iter_child_nodes(node))
+    todo = list(_statements(node))
     while todo:
         child = todo.pop()
         if isinstance(child, _NESTED):
             start = min([child.lineno, *(d.lineno for d in child.decorator_list)])
             nested += (child.end_lineno or child.lineno) - start + 1
         else:
-            todo.extend(ast.iter_child_nodes(child))
+            todo.extend(_statements(child))
     return total - nested
 
 

@@ -1,5 +1,5 @@
 """Error messages read once: a wrapper that quotes the error it wraps and passes its fix on says
-"Fix:" a single time (the model-override typo of a params file used to print it twice)."""
+"Fix:" a single time (e.g. a model-override typo in a params file, wrapped by the classifier)."""
 
 from __future__ import annotations
 
