@@ -25,10 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from lib.data import download as dl
-from lib.data.download import download_file, download_ucf101, extract_archive
+from lib.data import download_extract as dl
+from lib.data.download import Transfer, download_file, download_ucf101, extract_archive
 from lib.data.errors import DownloadError
-from lib.data.ucf101 import LIST_DIR_NAME, VIDEO_DIR_NAME, load_ucf101, summarize, write_split_lists
+from lib.data.ucf101 import LIST_DIR_NAME, VIDEO_DIR_NAME, load_ucf101, write_split_lists
+from lib.data.ucf101_report import summarize
 from lib.paths import REPO_ROOT
 
 SPLITS_NAME = "UCF101TrainTestSplits-RecognitionTask.zip"
@@ -193,8 +194,7 @@ def leftovers(folder: Path) -> list[str]:
 def test_full_download_verify_and_extract(server: LocalServer, archives: MiniArchives, tmp_path: Path) -> None:
     url = server.serve("/mini.zip", archives.full)
     dest = tmp_path / "dl" / "mini.zip"
-    got = download_file(url, dest, sha256=sha256_of(archives.full), md5=hashlib.md5(archives.full).hexdigest(),
-                        expected_size=len(archives.full), progress=False)
+    got = download_file(url, dest, sha256=sha256_of(archives.full), md5=hashlib.md5(archives.full).hexdigest(), expected_size=len(archives.full), transfer=Transfer(progress=False))
     assert got == dest and dest.read_bytes() == archives.full
     assert not (tmp_path / "dl" / "mini.zip.part").exists()
     assert (tmp_path / "dl" / "mini.zip.sha256").read_text() == f"{sha256_of(archives.full)}  mini.zip\n"
@@ -209,7 +209,7 @@ def test_full_download_verify_and_extract(server: LocalServer, archives: MiniArc
     assert split.test[0].path.read_bytes() == (archives.tree / VIDEO_DIR_NAME / split.test[0].relpath).read_bytes()
 
     # A re-run finds the verified file and its sidecar: no request at all.
-    download_file(url, dest, sha256=sha256_of(archives.full), progress=False)
+    download_file(url, dest, sha256=sha256_of(archives.full), transfer=Transfer(progress=False))
     assert len(server.state.requests) == 1
 
 
@@ -217,7 +217,7 @@ def test_interrupted_download_resumes_with_range(server: LocalServer, archives: 
     url = server.serve("/mini.zip", archives.full)
     server.state.drop_after = 20_000
     dest = tmp_path / "mini.zip"
-    download_file(url, dest, sha256=sha256_of(archives.full), retries=2, backoff_s=0, chunk_size=4096, progress=False)
+    download_file(url, dest, sha256=sha256_of(archives.full), transfer=Transfer(retries=2, backoff_s=0, chunk_size=4096, progress=False))
     assert dest.read_bytes() == archives.full
     assert server.state.requests == [("/mini.zip", None, 200), ("/mini.zip", "bytes=20000-", 206)]
 
@@ -227,11 +227,11 @@ def test_download_resumes_across_runs(server: LocalServer, archives: MiniArchive
     server.state.drop_after = 30_000
     dest = tmp_path / "mini.zip"
     with pytest.raises(DownloadError, match=r"failed after 1 attempt.*30000 of"):
-        download_file(url, dest, retries=0, progress=False)
+        download_file(url, dest, transfer=Transfer(retries=0, progress=False))
     part = tmp_path / "mini.zip.part"
     assert not dest.exists() and part.read_bytes() == archives.full[:30_000]
     # A new run (fresh hashes): the kept prefix is hashed from disk, the rest fetched with Range.
-    download_file(url, dest, sha256=sha256_of(archives.full), retries=0, progress=False)
+    download_file(url, dest, sha256=sha256_of(archives.full), transfer=Transfer(retries=0, progress=False))
     assert dest.read_bytes() == archives.full and not part.exists()
     assert server.state.ranges("/mini.zip") == [None, "bytes=30000-"]
 
@@ -240,21 +240,21 @@ def test_checksum_mismatch_leaves_no_file(server: LocalServer, archives: MiniArc
     url = server.serve("/mini.zip", archives.full)
     dest = tmp_path / "mini.zip"
     with pytest.raises(DownloadError) as exc:
-        download_file(url, dest, sha256="0" * 64, progress=False)
+        download_file(url, dest, sha256="0" * 64, transfer=Transfer(progress=False))
     msg = str(exc.value)
     assert exc.value.path == dest and "mini.zip" in msg
     assert f"sha256 {sha256_of(archives.full)}, expected {'0' * 64}" in msg
     assert sorted(os.listdir(tmp_path)) == []  # no final file, no .part, no sidecar
 
     with pytest.raises(DownloadError, match="md5 .*expected 00000"):
-        download_file(url, dest, md5="0" * 32, progress=False)
+        download_file(url, dest, md5="0" * 32, transfer=Transfer(progress=False))
     assert not dest.exists()
 
 
 def test_size_mismatch_is_refused_before_downloading(server: LocalServer, archives: MiniArchives, tmp_path: Path) -> None:
     url = server.serve("/mini.zip", archives.full)
     with pytest.raises(DownloadError, match=f"server announces {len(archives.full)} bytes, expected 123"):
-        download_file(url, tmp_path / "mini.zip", expected_size=123, progress=False)
+        download_file(url, tmp_path / "mini.zip", expected_size=123, transfer=Transfer(progress=False))
     assert not (tmp_path / "mini.zip").exists()
 
 
@@ -263,7 +263,7 @@ def test_server_ignoring_range_restarts_cleanly(server: LocalServer, archives: M
     server.state.honor_range = False
     dest = tmp_path / "mini.zip"
     (tmp_path / "mini.zip.part").write_bytes(b"stale bytes from elsewhere" * 100)
-    download_file(url, dest, sha256=sha256_of(archives.full), retries=0, progress=False)
+    download_file(url, dest, sha256=sha256_of(archives.full), transfer=Transfer(retries=0, progress=False))
     assert dest.read_bytes() == archives.full  # not stale prefix + full body
     assert server.state.requests == [("/mini.zip", "bytes=2600-", 200)]
 
@@ -272,7 +272,7 @@ def test_complete_part_file_is_finished_via_416(server: LocalServer, archives: M
     url = server.serve("/mini.zip", archives.full)
     dest = tmp_path / "mini.zip"
     (tmp_path / "mini.zip.part").write_bytes(archives.full)  # e.g. killed between download and rename
-    download_file(url, dest, sha256=sha256_of(archives.full), retries=0, progress=False)
+    download_file(url, dest, sha256=sha256_of(archives.full), transfer=Transfer(retries=0, progress=False))
     assert dest.read_bytes() == archives.full
     assert server.state.requests == [("/mini.zip", f"bytes={len(archives.full)}-", 416)]
 
@@ -281,7 +281,7 @@ def test_existing_file_without_sidecar_is_verified(server: LocalServer, archives
     url = server.serve("/mini.zip", archives.full)
     dest = tmp_path / "mini.zip"
     dest.write_bytes(archives.full[:1000])  # a hand-copied, truncated archive
-    download_file(url, dest, sha256=sha256_of(archives.full), retries=0, progress=False)
+    download_file(url, dest, sha256=sha256_of(archives.full), transfer=Transfer(retries=0, progress=False))
     assert dest.read_bytes() == archives.full
     assert server.state.ranges("/mini.zip") == ["bytes=1000-"]
 
@@ -289,11 +289,11 @@ def test_existing_file_without_sidecar_is_verified(server: LocalServer, archives
 def test_transient_errors_are_retried_others_are_not(server: LocalServer, archives: MiniArchives, tmp_path: Path) -> None:
     url = server.serve("/mini.zip", archives.full)
     server.state.fail_next = 2
-    download_file(url, tmp_path / "mini.zip", retries=2, backoff_s=0, progress=False)
+    download_file(url, tmp_path / "mini.zip", transfer=Transfer(retries=2, backoff_s=0, progress=False))
     assert [status for *_, status in server.state.requests] == [503, 503, 200]
 
     with pytest.raises(DownloadError, match=r"HTTP 404 .*not retried"):
-        download_file(server.base_url + "/absent.zip", tmp_path / "absent.zip", retries=3, backoff_s=0, progress=False)
+        download_file(server.base_url + "/absent.zip", tmp_path / "absent.zip", transfer=Transfer(retries=3, backoff_s=0, progress=False))
     assert server.state.ranges("/absent.zip") == [None]
 
 
@@ -416,7 +416,7 @@ def test_download_ucf101_end_to_end(server: LocalServer, archives: MiniArchives,
     videos_url = server.serve("/UCF101-videos.zip", archives.videos)
     server.state.drop_after = 5_000  # the first transfer breaks once and resumes
     root = tmp_path / "ucf101"
-    assert download_ucf101(root, videos_url=videos_url, splits_url=splits_url, backoff_s=0, progress=False) == root
+    assert download_ucf101(root, videos_url=videos_url, splits_url=splits_url, transfer=Transfer(backoff_s=0, progress=False)) == root
     assert sorted(os.listdir(root)) == sorted([VIDEO_DIR_NAME, LIST_DIR_NAME, f".{SPLITS_NAME}.extracted",
                                                ".UCF101-videos.zip.extracted"])  # archives deleted
     marker = json.loads((root / ".UCF101-videos.zip.extracted").read_text())
@@ -426,15 +426,14 @@ def test_download_ucf101_end_to_end(server: LocalServer, archives: MiniArchives,
     assert summary["train"] + summary["val"] + summary["test"] == len(archives.relpaths)
 
     n_requests = len(server.state.requests)
-    download_ucf101(root, videos_url=videos_url, splits_url=splits_url, progress=False)  # all done: no requests
+    download_ucf101(root, videos_url=videos_url, splits_url=splits_url, transfer=Transfer(progress=False))  # all done: no requests
     assert len(server.state.requests) == n_requests
 
 
 def test_download_ucf101_splits_only_keeping_archives(server: LocalServer, archives: MiniArchives, tmp_path: Path) -> None:
     splits_url = server.serve("/" + SPLITS_NAME, archives.splits)
     root = tmp_path / "ucf101"
-    download_ucf101(root, splits_only=True, keep_archives=True, splits_url=splits_url,
-                    videos_url=server.base_url + "/never.rar", progress=False)
+    download_ucf101(root, splits_only=True, keep_archives=True, splits_url=splits_url, videos_url=server.base_url + "/never.rar", transfer=Transfer(progress=False))
     assert (root / LIST_DIR_NAME / "trainlist03.txt").is_file() and not (root / VIDEO_DIR_NAME).exists()
     assert (root / "archives" / SPLITS_NAME).read_bytes() == archives.splits
     assert (root / "archives" / f"{SPLITS_NAME}.sha256").is_file()
@@ -446,7 +445,7 @@ def test_download_ucf101_rejects_an_incomplete_tree(server: LocalServer, archive
     splits_url = server.serve("/" + SPLITS_NAME, archives.splits)
     videos_url = server.serve("/videos.zip", zip_dirs(archives.tree, [VIDEO_DIR_NAME], skip={lost}))
     with pytest.raises(DownloadError, match=rf"incomplete: fold 1 lists 1 video\(s\) not on disk, e\.g\. {re.escape(archives.relpaths[3])}"):
-        download_ucf101(tmp_path / "ucf101", videos_url=videos_url, splits_url=splits_url, progress=False)
+        download_ucf101(tmp_path / "ucf101", videos_url=videos_url, splits_url=splits_url, transfer=Transfer(progress=False))
 
 
 def test_download_ucf101_checks_the_rar_tool_before_downloading(server: LocalServer, archives: MiniArchives,
@@ -455,7 +454,7 @@ def test_download_ucf101_checks_the_rar_tool_before_downloading(server: LocalSer
     splits_url = server.serve("/" + SPLITS_NAME, archives.splits)
     videos_url = server.serve("/UCF101.rar", b"Rar!\x1a\x07\x00" + b"x" * 1000)
     with pytest.raises(DownloadError, match="no RAR extractor found"):
-        download_ucf101(tmp_path / "ucf101", videos_url=videos_url, splits_url=splits_url, progress=False)
+        download_ucf101(tmp_path / "ucf101", videos_url=videos_url, splits_url=splits_url, transfer=Transfer(progress=False))
     assert server.state.ranges("/UCF101.rar") == []  # the 6.5 GB download was not started
 
 
@@ -464,8 +463,8 @@ def test_download_ucf101_leaves_a_foreign_tree_alone(server: LocalServer, archiv
     root = tmp_path / "ucf101"
     (root / LIST_DIR_NAME).mkdir(parents=True)  # e.g. the synthetic dataset's lists
     with pytest.raises(DownloadError, match="already exists but was not extracted"):
-        download_ucf101(root, splits_only=True, splits_url=splits_url, progress=False)
-    download_ucf101(root, splits_only=True, splits_url=splits_url, force=True, progress=False)
+        download_ucf101(root, splits_only=True, splits_url=splits_url, transfer=Transfer(progress=False))
+    download_ucf101(root, splits_only=True, splits_url=splits_url, force=True, transfer=Transfer(progress=False))
     assert (root / LIST_DIR_NAME / "classInd.txt").is_file()
 
 

@@ -20,7 +20,7 @@ from hostile_corpus import read_only_dir, write_narrow_video, write_vfr_video
 
 from lib.data.errors import DatasetError, VideoFrameSizeError, VideoUnreadableError, VideoVariableFrameRateError
 from lib.data.spatial import CropPolicy, PadPolicy, uint8_to_unit_range
-from lib.data.ucf101 import format_report, integrity_report, summarize
+from lib.data.ucf101_report import format_report, integrity_report, summarize
 from lib.data.video import VideoReader, iter_clips
 from lib.data.video_writer import write_video
 from lib.errors import UnwritableLocationError

@@ -28,7 +28,8 @@ from lib.data.synth_ucf101 import (
     split_counts,
     write_official_lists,
 )
-from lib.data.ucf101 import load_ucf101, read_class_index, summarize
+from lib.data.ucf101 import load_ucf101, read_class_index
+from lib.data.ucf101_report import summarize
 from lib.data.video import VideoReader
 
 LIST_FILES = ["classInd.txt", *(f"{kind}list0{k}.txt" for kind in ("train", "test") for k in (1, 2, 3))]

@@ -23,18 +23,14 @@ from lib.data.ucf101 import (
     DEFAULT_VAL_SEED,
     LIST_DIR_NAME,
     VIDEO_DIR_NAME,
-    IntegrityReport,
     UCF101Split,
     VideoRecord,
     choose_val_groups,
-    format_groups,
-    format_report,
-    integrity_report,
     load_ucf101,
     read_class_index,
-    summarize,
     write_split_lists,
 )
+from lib.data.ucf101_report import IntegrityReport, format_groups, format_report, integrity_report, summarize
 from lib.paths import REPO_ROOT
 
 # classInd order (case-insensitive alphabetical, as in the official file): Python's sorted()
