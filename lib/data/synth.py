@@ -53,6 +53,7 @@ from lib.data.synth_render import (
 from lib.data.synth_style import FRAME_H, FRAME_W, GroupStyle, group_style
 from lib.data.ucf101 import LIST_DIR_NAME, VIDEO_DIR_NAME, write_split_lists
 from lib.data.video_writer import write_video
+from lib.runs import atomic_write_text
 
 __all__ = [
     "DEFAULT", "FPS", "FRAME_H", "FRAME_W", "GENERATOR_VERSION", "MANIFEST_NAME", "MOTION_CLASSES", "PRESETS",
@@ -152,9 +153,7 @@ def _read_manifest(root: Path) -> dict[str, Any] | None:
 
 
 def _write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    tmp = root / f".{MANIFEST_NAME}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, root / MANIFEST_NAME)  # atomic: a reader sees the old or the new manifest
+    atomic_write_text(root / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")  # a reader sees old or new
 
 
 def _settings_of(manifest: dict[str, Any]) -> dict[str, Any]:

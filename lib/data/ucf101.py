@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lib.data.errors import DatasetError, DatasetNotFoundError, SplitFileError
+from lib.runs import atomic_write_text
 
 VIDEO_DIR_NAME = "UCF-101"
 LIST_DIR_NAME = "ucfTrainTestlist"
@@ -98,10 +99,7 @@ def write_split_lists(list_dir: str | os.PathLike[str], class_names: list[str], 
     entries.sort(key=lambda e: (label_of[e[0]], e[1], e[2]))
 
     def _write(name: str, lines: list[str]) -> None:
-        tmp = list_dir / f".{name}.tmp"
-        with open(tmp, "w", newline="") as fh:  # newline="" keeps our CRLF verbatim
-            fh.write("".join(line + CRLF for line in lines))
-        os.replace(tmp, list_dir / name)
+        atomic_write_text(list_dir / name, "".join(line + CRLF for line in lines))  # bytes as given: CRLF kept
 
     _write("classInd.txt", [f"{label_of[c]} {c}" for c in class_names])
     for fold in range(1, NUM_FOLDS + 1):
