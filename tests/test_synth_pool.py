@@ -24,7 +24,7 @@ from lib.data.synth_pool import (
 )
 from lib.data.synth_style import GROUP_DOMAIN, group_style
 from lib.data.video import probe_video
-from lib.vae.clip_data import decode_natural_bank, pool_records, tile_boxes
+from lib.vae.pool_bank import decode_natural_bank, pool_records, tile_boxes
 
 
 def test_pool_shares_no_video_seed_or_appearance_group_with_the_labelled_default() -> None:

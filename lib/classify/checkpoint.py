@@ -4,8 +4,8 @@
 ``last.pt`` holds: model, optimizer and (fp16 AMP) grad-scaler states, the global step (the
 schedule is a pure function of it), completed epochs, the best metric so far and the count of
 evaluations since, every history row (so a history.csv that missed its last row when the
-process died is completed on resume), the torch CPU/CUDA RNG states, the training wall time
-so far, whether the run finished and why, the config record and the model's class and input
+process died is completed on resume), the torch CPU/CUDA RNG states
+(:func:`lib.training.capture_rng_state`), the training wall time so far, whether the run finished and why, the config record and the model's class and input
 shapes (a resume with another model or data is refused). Loaded with ``weights_only=True``:
 only tensors and plain containers, never arbitrary pickled objects.
 """
@@ -22,6 +22,7 @@ from torch import nn
 from lib.classify.errors import RunMismatchError
 from lib.errors import unsafe_load_cause
 from lib.runs import RunDir, atomic_write
+from lib.training import capture_rng_state
 
 LAST_NAME: Final[str] = "last.pt"
 BEST_NAME: Final[str] = "best.pt"
@@ -51,17 +52,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def rng_state() -> dict[str, Any]:
-    return {
-        "torch": torch.get_rng_state(),
-        "cuda": list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else [],
-    }
-
-
-def restore_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    cuda_states = state.get("cuda") or []
-    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda_states)
+    """The torch CPU and CUDA RNG states (dropout draws from them; data order and mixup use
+    per-epoch generators of their own)."""
+    return capture_rng_state(("torch", "cuda"))
 
 
 def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], *, path: Path) -> None:

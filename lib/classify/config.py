@@ -159,12 +159,3 @@ class TrainConfig:
                 value = f"callable:{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', type(value).__name__)}"
             out[f.name] = value
         return out
-
-    def resume_differences(self, recorded: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-        """Fields (other than :data:`RESUME_FREE_FIELDS`) whose recorded value differs from ours."""
-        mine = self.record()
-        return {
-            key: (recorded.get(key), mine[key])
-            for key in mine
-            if key not in RESUME_FREE_FIELDS and recorded.get(key) != mine[key]
-        }

@@ -23,14 +23,15 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lib.classify import checkpoint as ckpt
-from lib.classify.config import SELECTION_METRICS, TrainConfig
+from lib.classify.config import RESUME_FREE_FIELDS, SELECTION_METRICS, TrainConfig
 from lib.classify.data import BatchSource, num_batches
-from lib.classify.epoch import Determinism, probe_model, refuse_test, train_one_epoch
+from lib.classify.epoch import Determinism, EpochLoop, probe_model, refuse_test, train_one_epoch
 from lib.classify.errors import RunMismatchError
 from lib.classify.metrics import classification_metrics
-from lib.classify.optim import WarmupCosine, parameter_groups, resolve_augment
+from lib.classify.optim import parameter_groups, resolve_augment, schedule_for_config
 from lib.classify.predict import PREDICTIONS_NAME, Predictions, evaluate, save_predictions
 from lib.runs import RunDir
+from lib.training import refuse_other_settings, restore_rng_state, settings_differences
 
 __all__ = ["FitResult", "fit", "evaluate", "Predictions", "train_and_evaluate"]
 
@@ -87,93 +88,13 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource | None, config: T
     run.path.mkdir(parents=True, exist_ok=True)
     refuse_test(train, "training")
     refuse_test(val, "validation")
-    device = config.resolved_device()
-    model.to(device)
-    train_on, val_on = train.on(device), (val.on(device) if val is not None else None)
-    num_classes = probe_model(model, train_on, device)
-    if val_on is not None:
-        probe_model(model, val_on, device)
-    amp_dtype = config.amp_dtype(device)
-    augment = resolve_augment(config.augment)
-    drop_last = len(train) > config.batch_size  # a trailing batch of 1 would break BatchNorm
-    steps_per_epoch = num_batches(len(train), config.batch_size, drop_last=drop_last)
-    schedule = WarmupCosine.for_config(config, steps_per_epoch)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-    larger_is_better = SELECTION_METRICS[config.select_on]
-    shapes = [list(s) for s in train.input_shapes()]
-
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_metric": None, "best_epoch": None, "evals_since_best": 0,
-                             "history": [], "train_seconds": 0.0, "finished": False, "stop_reason": ""}
-    resumed_from: int | None = None
-    last_path = run.path / ckpt.LAST_NAME
+    fitting = _prepare_fit(model, train, val, config, run)
     with Determinism(config.deterministic):
-        if resume and last_path.exists():
-            saved = ckpt.load_checkpoint(last_path)
-            differences = config.resume_differences(saved["config"])
-            if saved.get("model_class") != ckpt.model_identity(model) or saved.get("input_shapes") != shapes:
-                differences["model/input"] = ((saved.get("model_class"), saved.get("input_shapes")), (ckpt.model_identity(model), shapes))
-            if differences:
-                raise RunMismatchError(last_path, f"holds a run with different settings: {differences}",
-                                       "rerun with the recorded settings to resume it, or use a fresh run directory")
-            ckpt.load_model_weights(model, saved["model"], path=last_path)
-            optimizer.load_state_dict(saved["optimizer"])
-            if saved.get("scaler"):
-                scaler.load_state_dict(saved["scaler"])
-            ckpt.restore_rng_state(saved["rng"])
-            state = {k: saved[k] for k in state}
-            ckpt.reconcile_history(run, state["history"], checkpoint=last_path)
-            resumed_from = state["epoch"]
-            budget_left = config.max_train_seconds is None or state["train_seconds"] < config.max_train_seconds
-            if state["stop_reason"] == "time_budget" and budget_left and state["epoch"] < config.epochs:
-                state["finished"] = False  # a larger budget continues a run stopped by the old one
-        else:
-            if not resume:
-                ckpt.check_fresh_run_dir(run)
-            elif ckpt.history_row_count(run):
-                ckpt.check_fresh_run_dir(run)  # history without last.pt: a foreign file
-            torch.manual_seed(config.seed)  # dropout etc.; data order and mixup use their own generators
-
+        state, resumed_from = _resume_or_start(fitting, resume=resume)
         epochs_bar = tqdm(total=config.epochs, initial=state["epoch"], desc="epochs", disable=not config.progress)
         try:
             while not state["finished"] and state["epoch"] < config.epochs:
-                epoch = state["epoch"]
-                row = train_one_epoch(model, train_on, config, run, epoch, state, schedule, optimizer, scaler, amp_dtype,
-                                   augment, num_classes, device, drop_last, steps_per_epoch)
-                evaluate_now = val_on is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs)
-                improved = False
-                if evaluate_now:
-                    assert val_on is not None
-                    preds = evaluate(model, val_on, batch_size=config.eval_batch_size or config.batch_size, device=device,
-                                     amp_dtype=amp_dtype)
-                    val = classification_metrics(preds.logits, preds.labels, preds.video_index, num_classes)
-                    row.update(val_loss=val["loss"], val_clip_top1=val["clip"]["top1"], val_video_top1=val["video"]["top1"],
-                               val_seconds=preds.seconds)
-                    value = float(row[config.select_on])
-                    best = state["best_metric"]
-                    improved = best is None or (value > best + config.min_delta if larger_is_better else value < best - config.min_delta)
-                    state["evals_since_best"] = 0 if improved else state["evals_since_best"] + 1
-                elif val_on is None:
-                    improved, value = True, float("nan")  # no validation: the latest epoch is selected
-                state["epoch"] = epoch + 1
-                if improved:
-                    state["best_metric"] = None if val_on is None else value
-                    state["best_epoch"] = epoch + 1
-                    ckpt.save_checkpoint(run.path / ckpt.BEST_NAME, {
-                        "model": model.state_dict(), "epoch": epoch + 1, "metric": state["best_metric"],
-                        "select_on": config.select_on, "config": config.record(),
-                        "model_class": ckpt.model_identity(model), "input_shapes": shapes})
-                state["train_seconds"] += row["epoch_seconds"] + row["val_seconds"]
-                state["stop_reason"] = _stop_reason(config, state, val_on is not None)
-                state["finished"] = bool(state["stop_reason"])
-                row["elapsed_seconds"] = state["train_seconds"]
-                state["history"] = state["history"] + [row]
-                ckpt.save_checkpoint(last_path, {
-                    **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict() if scaler.is_enabled() else None, "rng": ckpt.rng_state(),
-                    "config": config.record(), "model_class": ckpt.model_identity(model), "input_shapes": shapes,
-                    "history_rows": len(state["history"])})
-                run.append_history(row)
+                row = _run_epoch(fitting, state)
                 epochs_bar.update(1)
                 epochs_bar.set_postfix(loss=f"{row['train_loss']:.3f}", val=row["val_video_top1"])
                 if on_epoch_end is not None:
@@ -181,7 +102,134 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource | None, config: T
         finally:
             epochs_bar.close()
     return FitResult(run.path, state["epoch"], state["step"], state["best_epoch"], state["best_metric"], config.select_on,
-                     state["stop_reason"] or "epochs", state["train_seconds"], num_classes, list(state["history"]), resumed_from)
+                     state["stop_reason"] or "epochs", state["train_seconds"], fitting.loop.num_classes,
+                     list(state["history"]), resumed_from)
+
+
+@dataclass(frozen=True)
+class _Fitting:
+    """One fit's loop and what its epochs' evaluation and checkpoints need."""
+
+    loop: EpochLoop
+    val: BatchSource | None  # already placed on the loop's device
+    shapes: list[list[int]]  # per-clip input shapes, recorded in the checkpoints
+    larger_is_better: bool
+
+    @property
+    def last_path(self) -> Path:
+        return self.loop.run.path / ckpt.LAST_NAME
+
+    def identity(self) -> dict[str, Any]:
+        """What a checkpoint records so that a resume with another model or data is refused."""
+        return {"config": self.loop.config.record(), "model_class": ckpt.model_identity(self.loop.model),
+                "input_shapes": self.shapes}
+
+
+def _prepare_fit(model: nn.Module, train: BatchSource, val: BatchSource | None, config: TrainConfig,
+                 run: RunDir) -> _Fitting:
+    """Place model and data on the device, probe that they fit, build optimizer and schedule."""
+    device = config.resolved_device()
+    model.to(device)
+    train_on, val_on = train.on(device), (val.on(device) if val is not None else None)
+    num_classes = probe_model(model, train_on, device)
+    if val_on is not None:
+        probe_model(model, val_on, device)
+    amp_dtype = config.amp_dtype(device)
+    drop_last = len(train) > config.batch_size  # a trailing batch of 1 would break BatchNorm
+    steps_per_epoch = num_batches(len(train), config.batch_size, drop_last=drop_last)
+    loop = EpochLoop(model=model, train=train_on, config=config, run=run,
+                     schedule=schedule_for_config(config, steps_per_epoch),
+                     optimizer=torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr),
+                     scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), amp_dtype=amp_dtype,
+                     augment=resolve_augment(config.augment), num_classes=num_classes, device=device,
+                     drop_last=drop_last, steps_per_epoch=steps_per_epoch)
+    return _Fitting(loop, val_on, [list(s) for s in train.input_shapes()], SELECTION_METRICS[config.select_on])
+
+
+def _resume_or_start(fitting: _Fitting, *, resume: bool) -> tuple[dict[str, Any], int | None]:
+    """The loop state: restored from ``last.pt`` (weights, optimizer, scaler, RNG, history) when
+    resuming a run of the same settings, else fresh (a directory holding a run is refused)."""
+    loop, last_path = fitting.loop, fitting.last_path
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_metric": None, "best_epoch": None, "evals_since_best": 0,
+                             "history": [], "train_seconds": 0.0, "finished": False, "stop_reason": ""}
+    if not (resume and last_path.exists()):
+        if not resume or ckpt.history_row_count(loop.run):  # history without last.pt: a foreign file
+            ckpt.check_fresh_run_dir(loop.run)
+        torch.manual_seed(loop.config.seed)  # dropout etc.; data order and mixup use their own generators
+        return state, None
+    saved = ckpt.load_checkpoint(last_path)
+    differences = settings_differences(saved["config"], loop.config.record(), free=RESUME_FREE_FIELDS)
+    mine = fitting.identity()
+    if saved.get("model_class") != mine["model_class"] or saved.get("input_shapes") != fitting.shapes:
+        differences["model/input"] = ((saved.get("model_class"), saved.get("input_shapes")),
+                                      (mine["model_class"], fitting.shapes))
+    refuse_other_settings(differences, lambda diff: RunMismatchError(
+        last_path, f"holds a run with different settings: {diff}",
+        "rerun with the recorded settings to resume it, or use a fresh run directory"))
+    ckpt.load_model_weights(loop.model, saved["model"], path=last_path)
+    loop.optimizer.load_state_dict(saved["optimizer"])
+    if saved.get("scaler"):
+        loop.scaler.load_state_dict(saved["scaler"])
+    restore_rng_state(saved["rng"])
+    state = {k: saved[k] for k in state}
+    ckpt.reconcile_history(loop.run, state["history"], checkpoint=last_path)
+    config = loop.config
+    budget_left = config.max_train_seconds is None or state["train_seconds"] < config.max_train_seconds
+    if state["stop_reason"] == "time_budget" and budget_left and state["epoch"] < config.epochs:
+        state["finished"] = False  # a larger budget continues a run stopped by the old one
+    return state, state["epoch"]
+
+
+def _validate(fitting: _Fitting, row: dict[str, Any], state: dict[str, Any], epoch: int) -> tuple[bool, float]:
+    """Score the val split into ``row`` when this epoch is evaluated; (improved, selection value)."""
+    loop, config = fitting.loop, fitting.loop.config
+    if fitting.val is None:
+        return True, float("nan")  # no validation: the latest epoch is selected
+    if not ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+        return False, float("nan")
+    preds = evaluate(loop.model, fitting.val, batch_size=config.eval_batch_size or config.batch_size,
+                     device=loop.device, amp_dtype=loop.amp_dtype)
+    val = classification_metrics(preds.logits, preds.labels, preds.video_index, loop.num_classes)
+    row.update(val_loss=val["loss"], val_clip_top1=val["clip"]["top1"], val_video_top1=val["video"]["top1"],
+               val_seconds=preds.seconds)
+    value = float(row[config.select_on])
+    best = state["best_metric"]
+    if best is None:
+        improved = True
+    elif fitting.larger_is_better:
+        improved = value > best + config.min_delta
+    else:
+        improved = value < best - config.min_delta
+    state["evals_since_best"] = 0 if improved else state["evals_since_best"] + 1
+    return improved, value
+
+
+def _run_epoch(fitting: _Fitting, state: dict[str, Any]) -> dict[str, Any]:
+    """Train one epoch, validate, keep ``best.pt`` when improved, write ``last.pt`` then the
+    history row (in that order: a kill between the two is repaired on resume)."""
+    loop, config = fitting.loop, fitting.loop.config
+    epoch = state["epoch"]
+    row = train_one_epoch(loop=loop, epoch=epoch, state=state)
+    improved, value = _validate(fitting, row, state, epoch)
+    state["epoch"] = epoch + 1
+    identity = fitting.identity()
+    if improved:
+        state["best_metric"] = None if fitting.val is None else value
+        state["best_epoch"] = epoch + 1
+        ckpt.save_checkpoint(loop.run.path / ckpt.BEST_NAME, {
+            "model": loop.model.state_dict(), "epoch": epoch + 1, "metric": state["best_metric"],
+            "select_on": config.select_on, **identity})
+    state["train_seconds"] += row["epoch_seconds"] + row["val_seconds"]
+    state["stop_reason"] = _stop_reason(config, state, fitting.val is not None)
+    state["finished"] = bool(state["stop_reason"])
+    row["elapsed_seconds"] = state["train_seconds"]
+    state["history"] = state["history"] + [row]
+    ckpt.save_checkpoint(fitting.last_path, {
+        **state, "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
+        "scaler": loop.scaler.state_dict() if loop.scaler.is_enabled() else None, "rng": ckpt.rng_state(),
+        **identity, "history_rows": len(state["history"])})
+    loop.run.append_history(row)
+    return row
 
 
 def _stop_reason(config: TrainConfig, state: dict[str, Any], has_val: bool) -> str:

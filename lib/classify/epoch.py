@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,12 +19,13 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from lib.classify import checkpoint as ckpt
-from lib.classify.config import TrainConfig
+from lib.classify.config import AugmentFn, TrainConfig
 from lib.classify.data import BatchSource
 from lib.classify.errors import InputMismatchError, TrainingDivergedError
-from lib.classify.optim import WarmupCosine, mixup, soft_targets
+from lib.classify.optim import mixup, soft_targets
 from lib.classify.predict import autocast
 from lib.runs import RunDir
+from lib.training import WarmupCosine
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -101,11 +103,44 @@ class Determinism:
         torch.backends.cudnn.benchmark = self.benchmark
 
 
-def train_one_epoch(model: nn.Module, train: BatchSource, config: TrainConfig, run: RunDir, epoch: int, state: dict[str, Any],
-                 schedule: WarmupCosine, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                 amp_dtype: torch.dtype | None, augment: Any, num_classes: int, device: torch.device, drop_last: bool,
-                 steps_per_epoch: int) -> dict[str, Any]:
-    """One pass over the training split; returns the epoch's history row (val fields empty)."""
+@dataclass(frozen=True)
+class EpochLoop:
+    """What every epoch of one :func:`lib.classify.engine.fit` shares; built once per fit."""
+
+    model: nn.Module
+    train: BatchSource  # already placed on ``device``
+    config: TrainConfig
+    run: RunDir
+    schedule: WarmupCosine
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None
+    augment: AugmentFn | None
+    num_classes: int
+    device: torch.device
+    drop_last: bool  # a trailing batch of 1 would break BatchNorm
+    steps_per_epoch: int
+
+
+def check_finite(loop: EpochLoop, epoch: int, pending: list[tuple[int, torch.Tensor]],
+                 inputs: tuple[torch.Tensor, ...] | None) -> None:
+    """Raise :class:`TrainingDivergedError` at the first non-finite loss of ``pending`` (step,
+    loss) pairs, saying whether the batch ``inputs`` themselves held NaN/inf; then empty it."""
+    if not pending:
+        return
+    losses = torch.stack([loss for _, loss in pending])
+    bad = (~torch.isfinite(losses)).nonzero()
+    if bad.numel():
+        step, value = pending[int(bad[0])][0], losses[int(bad[0])].item()
+        finite = None if inputs is None else all(bool(torch.isfinite(x).all()) for x in inputs)
+        raise diverged_error(loop.run, loop.config, epoch, step, loop.schedule.lr_at(step), value, finite)
+    pending.clear()
+
+
+def train_one_epoch(*, loop: EpochLoop, epoch: int, state: dict[str, Any]) -> dict[str, Any]:
+    """One pass over the training split; advances ``state["step"]`` and returns the epoch's
+    history row (val fields empty)."""
+    config, model, optimizer, scaler, device = loop.config, loop.model, loop.optimizer, loop.scaler, loop.device
     order_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, 0))
     mix_gen = torch.Generator().manual_seed(epoch_seed(config.seed, epoch, 1))
     mix_rng = np.random.default_rng(epoch_seed(config.seed, epoch, 2))
@@ -119,35 +154,25 @@ def train_one_epoch(model: nn.Module, train: BatchSource, config: TrainConfig, r
     correct = torch.zeros((), device=device, dtype=torch.long)
     seen = 0
     pending: list[tuple[int, torch.Tensor]] = []
-    lr = schedule.lr_at(state["step"])
-    bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not config.progress)
-
-    def check(inputs: tuple[torch.Tensor, ...] | None) -> None:
-        if not pending:
-            return
-        losses = torch.stack([loss for _, loss in pending])
-        bad = (~torch.isfinite(losses)).nonzero()
-        if bad.numel():
-            step, value = pending[int(bad[0])][0], losses[int(bad[0])].item()
-            finite = None if inputs is None else all(bool(torch.isfinite(x).all()) for x in inputs)
-            raise diverged_error(run, config, epoch, step, schedule.lr_at(step), value, finite)
-        pending.clear()
-
+    lr = loop.schedule.lr_at(state["step"])
+    bar = tqdm(total=loop.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
+               disable=not config.progress)
     try:
-        for batch in train.batches(config.batch_size, shuffle=True, generator=order_gen, device=device, train=True, drop_last=drop_last):
-            lr = schedule.apply(optimizer, state["step"])
+        for batch in loop.train.batches(config.batch_size, shuffle=True, generator=order_gen, device=device, train=True,
+                                        drop_last=loop.drop_last):
+            lr = loop.schedule.apply(optimizer, state["step"])
             inputs = batch.inputs
-            if augment is not None:
-                inputs = (augment(inputs[0], aug_gen),) + inputs[1:]
-            targets = soft_targets(batch.labels, num_classes, config.label_smoothing)
+            if loop.augment is not None:
+                inputs = (loop.augment(inputs[0], aug_gen),) + inputs[1:]
+            targets = soft_targets(batch.labels, loop.num_classes, config.label_smoothing)
             if config.mixup_alpha > 0:
                 inputs, targets = mixup(inputs, targets, config.mixup_alpha, mix_rng, mix_gen)
-            with autocast(device, amp_dtype):
+            with autocast(device, loop.amp_dtype):
                 logits = model(*inputs)
             loss = F.cross_entropy(logits.float(), targets)
             pending.append((state["step"] + 1, loss.detach()))
             if len(pending) >= check_every:
-                check(batch.inputs)  # before backward: a NaN step never reaches the weights on CPU
+                check_finite(loop, epoch, pending, batch.inputs)  # before backward: on CPU a NaN step never lands
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if config.grad_clip is not None:
@@ -160,7 +185,7 @@ def train_one_epoch(model: nn.Module, train: BatchSource, config: TrainConfig, r
             correct += (logits.detach().argmax(dim=1) == batch.labels).sum()  # vs. the unmixed labels
             seen += batch.size
             bar.update(1)
-        check(None)
+        check_finite(loop, epoch, pending, None)
     finally:
         bar.close()
     seconds = time.perf_counter() - start

@@ -1,10 +1,8 @@
-"""Optimiser pieces of the loop: AdamW parameter groups, the warm-up + cosine schedule, mixup
-with soft targets, and the latent augmentation hook."""
+"""Optimiser pieces of the loop: AdamW parameter groups, the warm-up + cosine schedule of a
+:class:`TrainConfig` (:class:`lib.training.WarmupCosine`), mixup with soft targets, and the latent
+augmentation hook."""
 
 from __future__ import annotations
-
-import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -13,6 +11,9 @@ from torch import nn
 
 from lib.classify.config import AugmentFn, TrainConfig
 from lib.classify.errors import UnknownNameError
+from lib.training import WarmupCosine
+
+__all__ = ["WarmupCosine", "mixup", "parameter_groups", "resolve_augment", "schedule_for_config", "soft_targets"]
 
 _NORM_TYPES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm, nn.LocalResponseNorm)
 
@@ -40,35 +41,12 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, ob
     return groups
 
 
-@dataclass(frozen=True)
-class WarmupCosine:
-    """Learning rate per optimiser step: linear warm-up from ``lr / warmup_steps`` to ``lr``
-    over ``warmup_steps`` steps (the last one at ``lr``), then a half cosine from ``lr`` to
-    ``min_lr`` reached at step ``total_steps - 1``. A pure function of the step, so the schedule's state is the step count."""
-
-    lr: float
-    min_lr: float
-    warmup_steps: int
-    total_steps: int
-
-    @classmethod
-    def for_config(cls, config: TrainConfig, steps_per_epoch: int) -> WarmupCosine:
-        total = max(1, config.epochs * steps_per_epoch)
-        warmup = min(total - 1, round(config.warmup_epochs * steps_per_epoch)) if total > 1 else 0
-        return cls(config.lr, config.min_lr, max(0, warmup), total)
-
-    def lr_at(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        peak = max(self.warmup_steps - 1, 0)  # the last warm-up step is already at lr
-        progress = min(1.0, (step - peak) / max(1, self.total_steps - 1 - peak))
-        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
-
-    def apply(self, optimizer: torch.optim.Optimizer, step: int) -> float:
-        lr = self.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        return lr
+def schedule_for_config(config: TrainConfig, steps_per_epoch: int) -> WarmupCosine:
+    """The per-step schedule of ``config``: warm-up over ``warmup_epochs`` (at most all steps
+    but one), then a half cosine from ``lr`` to ``min_lr`` at the last step."""
+    total = max(1, config.epochs * steps_per_epoch)
+    warmup = min(total - 1, round(config.warmup_epochs * steps_per_epoch)) if total > 1 else 0
+    return WarmupCosine(config.lr, config.min_lr, max(0, warmup), total)
 
 
 def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> torch.Tensor:

@@ -12,7 +12,7 @@ UCF101-layout dataset (by default the embedded synthetic one, fold 1):
 2. **The same probe on the pooled-pixel control**: the same clips average-pooled to about the
    latent's number of values (:func:`lib.cache.encoders.pooled_shape`), so the two numbers say
    how much of the separability comes from the encoder rather than from the input size.
-3. **Held-out reconstruction** of the val clips (:func:`lib.vae.train.evaluate`): PSNR / SSIM of
+3. **Held-out reconstruction** of the val clips (:func:`lib.vae.train_eval.evaluate`): PSNR / SSIM of
    the VAE against two trivial baselines, the content frame repeated and the blurred content
    frame repeated.
 
@@ -135,7 +135,7 @@ def probe_vae(vae_source: str | Path, *, data_root: str | Path | None = None, fo
         "pooled_shape": list(pool),
     }
     if reconstruction and getattr(vae, "has_decoder", False):
-        from lib.vae.train import BLUR_BASELINE_SIGMA, evaluate
+        from lib.vae.train_eval import BLUR_BASELINE_SIGMA, evaluate
 
         held = evaluate(vae, banks["val"], crop=policy.crop)
         result["reconstruction"] = {
