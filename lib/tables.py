@@ -80,3 +80,12 @@ def run_note(run: Any) -> Note:
 def markdown(text: str) -> Note:
     """Markdown text shown rendered (e.g. a table written in Markdown)."""
     return Note(text)
+
+
+def frame_to_markdown(frame: Any) -> str:
+    """A DataFrame as a GitHub markdown table (no tabulate dependency)."""
+    cols = list(frame.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in frame.iterrows():
+        lines.append("| " + " | ".join(str(row[c]) for c in cols) + " |")
+    return "\n".join(lines)

@@ -2,7 +2,7 @@
 
 The README's results table is what a fresh ``make study`` should reproduce. This reads the table
 between the README's study-results markers, rebuilds the same table from a run's directories
-(:func:`lib.classify.views.study_frame`) and compares each row's test video top-1: a row agrees
+(:func:`lib.classify.tables.study_frame`) and compares each row's test video top-1: a row agrees
 when the two means differ by at most ``tolerance`` times the larger of the two seed standard
 deviations (a single-seed row, which has none, by at most ``single_seed_points``).
 """
@@ -47,7 +47,7 @@ def parse_value(text: str) -> tuple[float, float | None] | None:
 
 def readme_table(readme: Path) -> list[dict[str, str]]:
     """The rows of the markdown table between the README's study-results markers."""
-    from lib.classify.views import README_BEGIN, README_END
+    from lib.publish import README_BEGIN, README_END
 
     text = readme.read_text()
     if README_BEGIN not in text or README_END not in text:
@@ -92,7 +92,7 @@ def format_checks(checks: list[RowCheck]) -> str:
 
 def verify_study(study_dir: Path, readme: Path, *, tolerance: float = 2.0) -> list[RowCheck]:
     """Compare the run under ``study_dir`` with the table in ``readme``."""
-    from lib.classify.views import headline_table, study_frame
+    from lib.classify.tables import headline_table, study_frame
 
     frame = study_frame(study_dir)
     if frame.empty:

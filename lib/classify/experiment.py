@@ -1,7 +1,7 @@
 """One call per model for the study notebooks: train every seed, score, aggregate, cost.
 
-``run_experiment(model_name=..., cache_dir=..., seeds=(0, 1, 2), run_dir=...)`` loads the data
-once, then for each seed trains into ``<run_dir>/<model>/seed<k>/`` (config.json, history.csv,
+``run_experiment(ExperimentSpec(model_name=..., cache_dir=..., seeds=(0, 1, 2), run_dir=...))``
+loads the data once, then for each seed trains into ``<run_dir>/<model>/seed<k>/`` (config.json, history.csv,
 last.pt, best.pt, metrics.json, figures/) with :func:`lib.classify.engine.train_and_evaluate`
 (the test split scored once, with the selected checkpoint), skipping seeds already finished,
 and writes ``<run_dir>/<model>/summary.json``: per-seed results, mean +- std over seeds, and
@@ -33,8 +33,9 @@ from lib.classify.cost import (
 from lib.classify.data import TensorClips, standardize_splits
 from lib.classify.engine import train_and_evaluate
 from lib.classify.errors import InputMismatchError, RunMismatchError, UnknownNameError
-from lib.classify.loading import ExperimentData, load_latent_data, load_pixel_data
-from lib.classify.metrics import aggregate_seeds, aggregate_split_table, format_mean_std, headline
+from lib.classify.loading import ExperimentData, PixelInputSpec, load_latent_data, load_pixel_data
+from lib.classify.metrics import aggregate_seeds, aggregate_split_table, headline
+from lib.classify.plots import save_run_figures
 from lib.data.clips import SamplingMode
 from lib.data.spatial import SpatialPolicy
 from lib.errors import ActionableError
@@ -96,7 +97,8 @@ class ExperimentResult:
         return self.summary["table"]
 
 
-def _seed_done(seed_dir: Path) -> dict[str, Any] | None:
+def finished_seed_metrics(seed_dir: Path) -> dict[str, Any] | None:
+    """The metrics of a seed folder whose run is complete and costed, else None."""
     path = seed_dir / "metrics.json"
     if not path.is_file():
         return None
@@ -187,85 +189,135 @@ def _standardized(data: ExperimentData, mode: str) -> ExperimentData:
                                provenance={**data.provenance, "input_standardize": mode})
 
 
-def run_experiment(*, model_name: str, run_dir: str | os.PathLike[str] | RunDir, cache_dir: str | os.PathLike[str] | None = None,
-                   data_root: str | os.PathLike[str] | None = None, data: ExperimentData | None = None, fold: int = 1,
-                   seeds: Sequence[int] = (0, 1, 2), train_config: Mapping[str, Any] | TrainConfig | None = None,
-                   model_overrides: Mapping[str, Any] | None = None, use_recipe: bool = True, cache_kind: str = "latent",
-                   pixel_spatial: SpatialPolicy | None = None, pixel_flip: bool = True, clip_mode: SamplingMode = "all",
-                   num_workers: int = 0, pixel_in_memory: bool = False,
-                   expected_input_shape: Sequence[int] | None = None, measure_inference_speed: bool = True,
-                   figures: bool = True, origin: str | os.PathLike[str] | None = None,
-                   models: ModelFactory | None = None) -> ExperimentResult:
-    """Train and score ``model_name`` once per seed; aggregate over seeds (see module doc).
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """One model of a study: what to train, on which data, for which seeds, what to record.
 
     Data: ``cache_dir`` for latent models (``cache_kind``: the stored array, "latent" by
     default; a pooled-pixel control cache is read the same way); for pixel models
     ``cache_dir`` (the cache's clips, decoded from its dataset or from ``data_root``) and/or
     ``data_root`` (``pixel_spatial``, ``clip_mode``, ``num_workers``; ``pixel_in_memory``: decode
-    every clip once into RAM, :mod:`lib.classify.pixel_bank`, instead of every epoch); or ready ``data``. ``train_config``: :class:`TrainConfig` fields; with
-    ``use_recipe`` they override the model's registry recipe (recorded in summary.json).
-    ``model_overrides``: fields of the model's config dataclass. ``origin`` (e.g. the params
-    file) is named in errors about the model name or its overrides.
+    every clip once into RAM, :mod:`lib.classify.pixel_bank`, instead of every epoch); or ready
+    ``data``. ``train_config``: :class:`TrainConfig` fields; with ``use_recipe`` they override the
+    model's registry recipe (recorded in summary.json); a complete :class:`TrainConfig` is taken
+    as is. ``model_overrides``: fields of the model's config dataclass. ``origin`` (e.g. the
+    params file) is named in errors about the model name or its overrides. ``models``: where
+    models come from (default: the :mod:`lib.models` registry).
     """
-    models = models or RegistryModels()
-    origin_text = str(origin) if origin is not None else None
+
+    model_name: str
+    run_dir: str | os.PathLike[str] | RunDir
+    cache_dir: str | os.PathLike[str] | None = None
+    data_root: str | os.PathLike[str] | None = None
+    data: ExperimentData | None = None
+    fold: int = 1
+    seeds: Sequence[int] = (0, 1, 2)
+    train_config: Mapping[str, Any] | TrainConfig | None = None
+    model_overrides: Mapping[str, Any] | None = None
+    use_recipe: bool = True
+    cache_kind: str = "latent"
+    pixel_spatial: SpatialPolicy | None = None
+    pixel_flip: bool = True
+    clip_mode: SamplingMode = "all"
+    num_workers: int = 0
+    pixel_in_memory: bool = False
+    expected_input_shape: Sequence[int] | None = None
+    measure_inference_speed: bool = True
+    figures: bool = True
+    origin: str | os.PathLike[str] | None = None
+    models: ModelFactory | None = None
+
+    @property
+    def origin_text(self) -> str | None:
+        return str(self.origin) if self.origin is not None else None
+
+
+def run_experiment(spec: ExperimentSpec) -> ExperimentResult:
+    """Train and score ``spec.model_name`` once per seed; aggregate over seeds (see module doc)."""
+    models = spec.models or RegistryModels()
     try:
-        info = models.info(model_name, origin_text)
+        info = models.info(spec.model_name, spec.origin_text)
     except (KeyError, LookupError) as exc:
-        raise UnknownNameError(origin_text, f"unknown model name {model_name!r} ({exc})", "use a registered model name") from exc
+        raise UnknownNameError(spec.origin_text, f"unknown model name {spec.model_name!r} ({exc})",
+                               "use a registered model name") from exc
+    seeds = list(spec.seeds)
     if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct and non-empty, got {list(seeds)}")
-    recipe = dict(getattr(info, "recipe", None) or {}) if use_recipe else {}
-    if isinstance(train_config, TrainConfig):
-        config = train_config  # a complete config is taken as is
-    else:
-        config = TrainConfig.from_mapping(recipe, **dict(train_config or {}))
-    if num_workers and config.num_workers != num_workers:
-        config = config.replace(num_workers=num_workers)
-    overrides = dict(model_overrides or {})
-    run = run_dir if isinstance(run_dir, RunDir) else RunDir(resolve_path(run_dir))
-    root = run.path / model_name
+        raise ValueError(f"seeds must be distinct and non-empty, got {seeds}")
+    config = _train_config(spec, info)
+    overrides = dict(spec.model_overrides or {})
+    run = spec.run_dir if isinstance(spec.run_dir, RunDir) else RunDir(resolve_path(spec.run_dir))
+    root = run.path / spec.model_name
     root.mkdir(parents=True, exist_ok=True)
 
-    done = {seed: _seed_done(root / f"seed{seed}") for seed in seeds}
+    done = {seed: finished_seed_metrics(root / f"seed{seed}") for seed in seeds}
     for seed, finished in done.items():
         if finished is not None:
             _check_same_config(root / f"seed{seed}", finished, config.replace(seed=seed))
     if any(m is None for m in done.values()):
-        _check_kind(info, model_name, data, cache_dir, data_root)
-        if data is None:
-            if info.input_kind == "pixels":
-                data = load_pixel_data(data_root, cache_dir=cache_dir, fold=fold, spatial=pixel_spatial, flip=pixel_flip, clip_mode=clip_mode,
-                                       num_workers=config.num_workers, in_memory=pixel_in_memory)
-            else:
-                assert cache_dir is not None
-                data = load_latent_data(cache_dir, fold=fold, with_content=info.input_kind == "latent+content", kind=cache_kind)
-        data = _standardized(data, config.input_standardize)
-        _check_shapes(model_name, data, root, seeds, expected_input_shape)
-        shapes = data.input_shapes()
-        if info.input_kind == "latent+content":
-            content_dim = shapes[1][0]
-            if overrides.setdefault("content_dim", content_dim) != content_dim:
-                raise InputMismatchError(data.source, f"content features have {content_dim} values but model {model_name!r} "
-                                         f"is configured with content_dim={overrides['content_dim']}",
-                                         "drop the content_dim override (it is taken from the cache)")
+        data = _experiment_data(spec, info, config, root)
+        _fill_content_dim(spec.model_name, info, data, overrides)
         for seed in seeds:
-            if done[seed] is not None:
-                continue
-            done[seed] = _run_seed(models, model_name, info, data, config.replace(seed=seed), overrides, root / f"seed{seed}",
-                                   origin_text, measure_inference_speed, figures)
+            if done[seed] is None:
+                done[seed] = _run_seed(spec, models, info, data, config.replace(seed=seed), overrides,
+                                       root / f"seed{seed}")
     per_seed_metrics = [done[seed] for seed in seeds]
-    summary = _summarize(model_name, info, list(seeds), per_seed_metrics, config, overrides, fold)  # type: ignore[arg-type]
+    summary = _summarize(spec.model_name, info, seeds, per_seed_metrics, config, overrides, spec.fold)  # type: ignore[arg-type]
     atomic_write_text(root / SUMMARY_NAME, json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n")
-    return ExperimentResult(model_name, root, summary)
+    return ExperimentResult(spec.model_name, root, summary)
 
 
-def _run_seed(models: ModelFactory, name: str, info: Any, data: ExperimentData, config: TrainConfig, overrides: dict[str, Any],
-              seed_dir: Path, origin: str | None, measure: bool, figures: bool) -> dict[str, Any]:
+def _train_config(spec: ExperimentSpec, info: Any) -> TrainConfig:
+    """The seeds' training settings: the registry recipe (with ``use_recipe``) under the spec's
+    ``train_config``, or a complete :class:`TrainConfig` as given; ``num_workers`` applied."""
+    if isinstance(spec.train_config, TrainConfig):
+        config = spec.train_config  # a complete config is taken as is
+    else:
+        recipe = dict(getattr(info, "recipe", None) or {}) if spec.use_recipe else {}
+        config = TrainConfig.from_mapping(recipe, **dict(spec.train_config or {}))
+    if spec.num_workers and config.num_workers != spec.num_workers:
+        config = config.replace(num_workers=spec.num_workers)
+    return config
+
+
+def _experiment_data(spec: ExperimentSpec, info: Any, config: TrainConfig, root: Path) -> ExperimentData:
+    """The spec's data (given, or loaded from the cache / videos), standardised and checked
+    against the model's input kind, the expected shape and earlier seeds' shapes."""
+    _check_kind(info, spec.model_name, spec.data, spec.cache_dir, spec.data_root)
+    data = spec.data
+    if data is None:
+        if info.input_kind == "pixels":
+            pixels = PixelInputSpec(spatial=spec.pixel_spatial, clip_mode=spec.clip_mode,
+                                    num_workers=config.num_workers, flip=spec.pixel_flip,
+                                    in_memory=spec.pixel_in_memory)
+            data = load_pixel_data(spec.data_root, cache_dir=spec.cache_dir, fold=spec.fold, pixels=pixels)
+        else:
+            assert spec.cache_dir is not None
+            data = load_latent_data(spec.cache_dir, fold=spec.fold, with_content=info.input_kind == "latent+content",
+                                    kind=spec.cache_kind)
+    data = _standardized(data, config.input_standardize)
+    _check_shapes(spec.model_name, data, root, list(spec.seeds), spec.expected_input_shape)
+    return data
+
+
+def _fill_content_dim(name: str, info: Any, data: ExperimentData, overrides: dict[str, Any]) -> None:
+    """Fusion models take their ``content_dim`` from the cache; a different override is refused."""
+    if info.input_kind != "latent+content":
+        return
+    content_dim = data.input_shapes()[1][0]
+    if overrides.setdefault("content_dim", content_dim) != content_dim:
+        raise InputMismatchError(data.source, f"content features have {content_dim} values but model {name!r} "
+                                 f"is configured with content_dim={overrides['content_dim']}",
+                                 "drop the content_dim override (it is taken from the cache)")
+
+
+def _run_seed(spec: ExperimentSpec, models: ModelFactory, info: Any, data: ExperimentData, config: TrainConfig,
+              overrides: dict[str, Any], seed_dir: Path) -> dict[str, Any]:
+    name = spec.model_name
     shapes = data.input_shapes()
     torch.manual_seed(config.seed)  # the model's initialisation is part of the seed
     try:
-        model = models.build(name, num_classes=data.num_classes, input_shape=tuple(shapes[0]), origin=origin, **overrides)
+        model = models.build(name, num_classes=data.num_classes, input_shape=tuple(shapes[0]), origin=spec.origin_text,
+                             **overrides)
     except ActionableError as exc:
         raise InputMismatchError(data.source, f"cannot build model {name!r} for clips of shape {shapes[0]}: {exc}",
                                  exc.fix or "check the model overrides and the cache's latent shape") from exc
@@ -274,14 +326,14 @@ def _run_seed(models: ModelFactory, name: str, info: Any, data: ExperimentData, 
                      "input_shapes": [list(s) for s in shapes], "data": data.describe()})
     result = train_and_evaluate(model, train=data.train, val=data.val, test=data.test, config=config, run_dir=run,
                                 class_names=data.class_names,
-                                extra={"model": name, "seed": config.seed, "model_overrides": overrides, "data": data.describe()})
+                                extra={"model": name, "seed": config.seed, "model_overrides": overrides,
+                                       "data": data.describe()})
     metrics = dict(result.metrics)
     device = config.resolved_device()
-    metrics["cost"] = _cost_row(name, model, data, metrics, device, measure, config.amp_dtype(device)).record()
+    metrics["cost"] = _cost_row(name, model, data, metrics, device, spec.measure_inference_speed,
+                                config.amp_dtype(device)).record()
     run.save_metrics(metrics)
-    if figures:
-        from lib.classify.plots import save_run_figures
-
+    if spec.figures:
         save_run_figures(seed_dir, metrics)
     return metrics
 
@@ -332,19 +384,3 @@ def collect_results(runs_root: str | os.PathLike[str]) -> list[dict[str, Any]]:
         rows.append({**results_row(summary), "summary_path": str(path)})
     return sorted(rows, key=lambda r: (str(r["model"]), r["summary_path"]))
 
-
-def comparison_table(rows: Sequence[Mapping[str, Any]], *, split: str = "test") -> str:
-    """Markdown: one row per model with video/clip top-1 (mean +- std), params and FLOPs/clip."""
-    lines = [f"| model | input | {split} video top-1 | {split} clip top-1 | val video top-1 | train video top-1 | seeds | params | FLOPs/clip |",
-             "|---|---|---|---|---|---|---|---|---|"]
-
-    def cell(row: Mapping[str, Any], key: str) -> str:
-        if row.get(key) is None:
-            return "n/a"
-        return format_mean_std({"mean": row[key], "std": row.get(f"{key}_std")})
-
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['input_kind']} | {cell(r, f'{split}_video_top1')} | {cell(r, f'{split}_clip_top1')} | "
-                     f"{cell(r, 'val_video_top1')} | {cell(r, 'train_video_top1')} | {r['seeds']} | "
-                     f"{r.get('params') or 0:,} | {(r.get('flops_per_clip') or 0) / 1e6:,.1f} M |")
-    return "\n".join(lines)

@@ -103,21 +103,46 @@ def load_latent_data(cache_dir: str | os.PathLike[str], *, fold: int = 1, with_c
                           str(cache_path), cache.encode_seconds_per_clip, cache.encode_seconds, provenance)
 
 
+DEFAULT_PIXEL_POLICY = CropPolicy(short_side=128, crop=(112, 112), resize_precision="uint8")  # the R(2+1)D input
+
+
+@dataclass(frozen=True)
+class PixelInputSpec:
+    """How pixel models see the videos: frame geometry, clip sampling, workers, augmentation.
+
+    ``spatial``: frame geometry (None: :data:`DEFAULT_PIXEL_POLICY`, short side 128, centre crop
+    112x112, uint8 resize, the usual R(2+1)D input). ``clip_spec``, ``clip_mode``,
+    ``val_fraction``, ``val_seed``: the sampling of a fold read without a cache. ``augment``:
+    random crop (+ horizontal flip when ``flip``; turn it off for datasets with direction classes,
+    like the synthetic set's MoveLeft/MoveRight) on training clips. ``in_memory``: decode every
+    clip once into a uint8 RAM bank (:mod:`lib.classify.pixel_bank`) instead of every epoch.
+    """
+
+    spatial: SpatialPolicy | None = None
+    clip_spec: ClipSpec = field(default_factory=ClipSpec)
+    clip_mode: SamplingMode = "all"
+    val_fraction: float = 0.1
+    val_seed: int = 0
+    num_workers: int = 0
+    augment: bool = True
+    flip: bool = True
+    in_memory: bool = False
+
+
 def load_pixel_data(data_root: str | os.PathLike[str] | None = None, *, cache_dir: str | os.PathLike[str] | None = None,
-                    fold: int = 1, spatial: SpatialPolicy | None = None, clip_spec: ClipSpec = ClipSpec(),
-                    clip_mode: SamplingMode = "all", val_fraction: float = 0.1, val_seed: int = 0, num_workers: int = 0,
-                    augment: bool = True, flip: bool = True, in_memory: bool = False) -> ExperimentData:
-    """Every clip of the fold's train/val/test videos as decoded pixel batches.
+                    fold: int = 1, pixels: PixelInputSpec | None = None) -> ExperimentData:
+    """Every clip of the fold's train/val/test videos as decoded pixel batches (``pixels``: how).
 
     With ``cache_dir`` the clips are exactly the cache's (same videos, same source frames, same
     ``video_index``; failed videos left out), decoded from ``data_root`` if given, else from
     the dataset the cache was built from: the pixel reference then sees the same clips as the
-    latent models. Without it, the fold of ``data_root`` is sampled here (``clip_spec``,
-    ``clip_mode``, ``val_fraction``, ``val_seed``; each video opened once to count its clips).
-    ``spatial``: frame geometry (default: short side 128, centre crop 112x112, uint8 resize, the
-    usual R(2+1)D input). ``augment``: random crop (+ horizontal flip when ``flip``; turn it off
-    for datasets with direction classes, like the synthetic set's MoveLeft/MoveRight) on training clips."""
-    policy = spatial or CropPolicy(short_side=128, crop=(112, 112), resize_precision="uint8")
+    latent models. Without it, the fold of ``data_root`` is sampled here (``pixels.clip_spec``,
+    ``clip_mode``, ``val_fraction``, ``val_seed``; each video opened once to count its clips)."""
+    pixels = pixels or PixelInputSpec()
+    spatial, clip_spec, clip_mode = pixels.spatial, pixels.clip_spec, pixels.clip_mode
+    val_fraction, val_seed, num_workers = pixels.val_fraction, pixels.val_seed, pixels.num_workers
+    augment, flip, in_memory = pixels.augment, pixels.flip, pixels.in_memory
+    policy = spatial or DEFAULT_PIXEL_POLICY
     items_by_split: dict[str, list[PixelClipItem]] = {}
     if cache_dir is not None:
         from lib.cache import open_cache

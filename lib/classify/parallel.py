@@ -20,6 +20,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from lib.classify.experiment import ExperimentSpec, run_experiment
+from lib.runs import RunDir
+
 
 @dataclass(frozen=True)
 class SeedJob:
@@ -42,16 +47,12 @@ class SeedJob:
 
 def _train_seed(job: SeedJob, threads: int) -> dict[str, Any]:
     """Worker entry point: one seed, ``threads`` torch threads, no progress bars (the parent reports)."""
-    import torch
-
-    from lib.classify.experiment import run_experiment
-    from lib.runs import RunDir
-
     if threads > 0:
         torch.set_num_threads(threads)
-    result = run_experiment(model_name=job.model_name, run_dir=RunDir(Path(job.run_path)), cache_dir=job.cache_dir,
-                            fold=job.fold, seeds=(job.seed,), train_config={**job.train_config, "progress": False},
-                            model_overrides=job.model_overrides, origin=job.origin, cache_kind=job.cache_kind)
+    result = run_experiment(ExperimentSpec(
+        model_name=job.model_name, run_dir=RunDir(Path(job.run_path)), cache_dir=job.cache_dir, fold=job.fold,
+        seeds=(job.seed,), train_config={**job.train_config, "progress": False}, model_overrides=job.model_overrides,
+        origin=job.origin, cache_kind=job.cache_kind))
     return result.per_seed[0]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,3 +97,19 @@ def load_predictions(path: Path) -> Predictions:
     """Read back :func:`save_predictions` (tensors only: ``weights_only=True``)."""
     d = torch.load(path, map_location="cpu", weights_only=True)
     return Predictions(d["logits"], d["labels"], d["video_index"], float(d["seconds"]))
+
+
+def video_predictions(summary_path: str | os.PathLike[str], video: int, *, seed: int | None = None) -> dict[str, Any]:
+    """Per-clip softmax of test video number ``video`` (its index in the cache's test list) for
+    the model of ``summary_path``: ``{"probs": (clips, K), "label", "predicted" (video level)}``."""
+    root = Path(summary_path).parent
+    seeds = sorted(int(p.name[4:]) for p in root.glob("seed*") if (p / PREDICTIONS_NAME).is_file())
+    if not seeds:
+        raise FileNotFoundError(f"{root}: no {PREDICTIONS_NAME} (runs from before predictions were kept); rerun the notebook")
+    preds = load_predictions(root / f"seed{seed if seed is not None else seeds[0]}" / PREDICTIONS_NAME)
+    rows = preds.video_index == video
+    if not bool(rows.any()):
+        raise IndexError(f"test video {video} has no clips in {root}")
+    probs = preds.probs[rows]
+    return {"probs": probs, "label": int(preds.labels[rows][0]), "predicted": int(probs.mean(0).argmax()),
+            "num_videos": int(preds.video_index.max()) + 1}
