@@ -181,6 +181,7 @@ def _copy_dataset(root: Path, dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.slow
 def test_bad_videos_are_recorded_and_the_build_goes_on(smoke_root: Path, smoke_vae: Path, tmp_path: Path) -> None:
     root = _copy_dataset(smoke_root, tmp_path / "data")
     val = load_ucf101(root, 1).val
@@ -214,6 +215,7 @@ def test_bad_videos_are_recorded_and_the_build_goes_on(smoke_root: Path, smoke_v
                     out, BuildOptions(num_workers=0, **COMMON))
 
 
+@pytest.mark.slow
 def test_pooled_pixels_control(smoke_root: Path, tmp_path: Path) -> None:
     assert pooled_shape((3, 16, 224, 288)) == (3, 4, 16, 21)  # 4,032 values, like the ft4 latent
     assert pooled_shape((3, 16, 64, 96)) == (3, 4, 5, 7)

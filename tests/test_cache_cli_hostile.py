@@ -57,6 +57,7 @@ def val_cache(tmp_path_factory: pytest.TempPathFactory, smoke_root: Path, smoke_
 
 
 # --- relative paths, --vae DIR ------------------------------------------------------------------------
+@pytest.mark.slow
 def test_cli_paths_come_from_the_working_directory(smoke_root: Path, smoke_vae: Path, val_cache: Path,
                                                    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
@@ -104,6 +105,7 @@ def test_read_only_out_and_bad_batch_size_are_typed_errors(smoke_root: Path, smo
 
 
 # --- two builds on one folder: per-video claims --------------------------------------------------------
+@pytest.mark.slow
 def test_videos_claimed_by_another_live_build_are_left_to_it(val_cache: Path, smoke_root: Path, smoke_vae: Path,
                                                              tmp_path: Path) -> None:
     out = tmp_path / "shared"
@@ -178,6 +180,7 @@ def test_video_parts_stay_within_the_budget(smoke_root: Path) -> None:
 
 
 @pytest.mark.parametrize("preprocess", ["workers", "device"])
+@pytest.mark.slow
 def test_a_tiny_batch_budget_gives_the_same_bytes(val_cache: Path, smoke_root: Path, smoke_vae: Path, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch, preprocess: str) -> None:
     import lib.cache.build as build_module

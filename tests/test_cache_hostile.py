@@ -83,6 +83,7 @@ def test_a_stale_study_cache_is_an_error_that_deletes_nothing(val_cache: Path, s
     assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 def test_replace_stale_builds_beside_swaps_and_keeps_foreign_files(val_cache: Path, smoke_root: Path, smoke_vae: Path,
                                                                    tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,6 +155,7 @@ def test_same_size_change_is_found_on_open_and_redone_on_resume(raw_dataset: tup
     assert np.array_equal(new.latents[~first].numpy(), old.latents[~first].numpy())  # the others untouched
 
 
+@pytest.mark.slow
 def test_content_hash_keeps_a_touched_file_and_verify_finds_a_hidden_change(raw_dataset: tuple[Path, Path],
                                                                             smoke_vae: Path, tmp_path: Path) -> None:
     root, video = raw_dataset

