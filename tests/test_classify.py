@@ -445,6 +445,7 @@ def test_pixel_clip_dataset_decodes_lossless_video_with_and_without_workers(tmp_
     assert augmented.shape == centred.shape and not torch.equal(augmented, centred)  # random crops / flips applied
 
 
+@pytest.mark.slow
 def test_pixel_bank_holds_the_streamed_clips_and_augments_within_the_frame(tmp_path: Path) -> None:
     from lib.classify.pixel_bank import PixelBankClips
     from lib.classify.pixels import PixelClipDataset, PixelClipItem, PixelClips
@@ -512,6 +513,7 @@ def test_figures_and_cost_table(tmp_path: Path, splits: dict[str, TensorClips]) 
     assert "Measured on: test machine" in table
 
 
+@pytest.mark.slow
 def test_with_the_model_registry(tmp_path: Path) -> None:
     """run_experiment with the real lib.models registry (its default factory) on latent-shaped
     tensors: the paper 3D-conv model learns the toy signal in a few epochs."""

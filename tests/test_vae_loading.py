@@ -131,6 +131,7 @@ def test_plain_state_dict_with_ddp_prefix_and_loss_keys(tmp_path: Path, state: d
     assert vae.checkpoint_info.stripped_ddp_prefix
 
 
+@pytest.mark.slow
 def test_fp16_checkpoint_cast_to_requested_dtype(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     half = {k: v.half() for k, v in state.items()}
     path = tmp_path / f"{PRESET}-fp16.pth"  # preset from the file name
@@ -156,6 +157,7 @@ def test_safetensors_without_metadata(tmp_path: Path, state: dict[str, torch.Ten
     assert f"hint: the file's keys and shapes match preset '{PRESET}'" in message
 
 
+@pytest.mark.slow
 def test_safetensors_with_metadata_loads_alone(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     source = tmp_path / "run.ckpt"
     torch.save({"state_dict": state}, source)
@@ -587,6 +589,7 @@ def test_lightning_checkpoint_loads_and_reports_skipped_objects(
 
 
 @pytest.mark.parametrize("hidden_in", ["hyper_parameters", "hyper_parameters-argparse", "callbacks", "optimizer_states"])
+@pytest.mark.slow
 def test_payload_hidden_in_metadata_never_runs(tmp_path: Path, state: dict[str, torch.Tensor],
                                               monkeypatch: pytest.MonkeyPatch, marker: Path, hidden_in: str) -> None:
     import argparse
@@ -747,6 +750,7 @@ def test_integer_weights_give_a_typed_error(tmp_path: Path, state: dict[str, tor
     assert excinfo.value.keys == {key: "int64"}
 
 
+@pytest.mark.slow
 def test_non_finite_weights_are_refused(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     nan_key, inf_key = "encoder_3d.conv_in.weight", "quant_conv.bias"
     bad = dict(state)
@@ -817,6 +821,7 @@ def test_preset_lookup_prefers_full_model_and_reports_ties(checkpoints_dir: Path
     assert load_reducio(PRESET, parts="encoder").checkpoint_info.path.name == f"{PRESET}-encoder.safetensors"
 
 
+@pytest.mark.slow
 def test_file_kind_is_sniffed_and_duplicate_keys_refused(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
     misnamed = tmp_path / "weights.ckpt"  # really a safetensors file: read as one, never unpickled
     save_file(state, str(misnamed))
@@ -986,6 +991,7 @@ def test_variant_from_file_name() -> None:
     assert preset_from_filename("local-default-step100.safetensors") == "local-default"
 
 
+@pytest.mark.slow
 def test_variant_from_shapes_of_meta_models() -> None:
     def encoder_shapes(name: str) -> dict[str, tuple[int, ...]]:
         return {k: tuple(v.shape) for k, v in ReducioVAE.from_preset(name, parts="encoder", device="meta").state_dict().items()}
