@@ -117,8 +117,8 @@ def bench_decode(jobs: list, rounds: int) -> None:
     rows = []
     for name in variants:
         t, c = statistics.median(times[name]), statistics.median(cpu[name])
-        rows.append({"path (1 core)": name, "src frames/s": round(frames / t), "clips/s": clips / t, "vs raw (wall)": raw / t,
-                     "src frames per CPU-s": round(frames / c), "vs raw (CPU)": raw_cpu / c})
+        rows.append({"path (1 core)": name, "src frames/s": round(frames / t), "clips/s": clips / t,
+                     "vs raw (wall)": raw / t, "src frames per CPU-s": round(frames / c), "vs raw (CPU)": raw_cpu / c})
     print(f"## Decode, one core: {len(jobs)} videos, {frames} source frames, {clips} clips, {rounds} rounds (median)\n")
     table(rows)
     worker = raw / statistics.median(times["cache worker: uint8 clips"])
@@ -271,9 +271,9 @@ def main() -> None:
     args = parser.parse_args()
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     skip = set(filter(None, args.skip.split(",")))
+    candidates = (synthetic_dataset_dir("default"), synthetic_dataset_dir("smoke"))
     root = Path(args.data) if args.data else next(
-        (d for d in (synthetic_dataset_dir("default"), synthetic_dataset_dir("smoke")) if (d / "ucfTrainTestlist").is_dir()),
-        synthetic_dataset_dir("smoke"))
+        (d for d in candidates if (d / "ucfTrainTestlist").is_dir()), synthetic_dataset_dir("smoke"))
     for line in machine_lines(device):
         print(line)
     print(f"dataset: {root}\n")

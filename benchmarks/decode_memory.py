@@ -124,7 +124,8 @@ def main() -> None:
         child(args.child[0], args.child[1], int(args.child[2]))
         return
     budget = int(args.budget_mb * 2**20)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"python {platform.python_version()}")
     print(f"frames {args.width}x{args.height} at {FPS} fps, budget {args.budget_mb:g} MB per part\n")
     print("| length s | clips | path | peak RSS MB | largest part MB | one buffer per video MB | s |")
     print("|---|---|---|---|---|---|---|")
@@ -136,7 +137,8 @@ def main() -> None:
                                      capture_output=True, text=True, check=True)
                 row = json.loads(out.stdout.strip().splitlines()[-1])
                 whole = row["clips"] * row["clip_bytes"]  # every clip of the video in one buffer
-                part, buffer = (f"{row['largest_part'] / 1e6:.0f}", f"{whole / 1e6:.0f}") if mode != "decord" else ("-", "-")
+                part, buffer = ((f"{row['largest_part'] / 1e6:.0f}", f"{whole / 1e6:.0f}") if mode != "decord"
+                                else ("-", "-"))
                 clips = row["clips"] if mode != "decord" else "-"
                 print(f"| {seconds:g} | {clips} | {mode} | {row['peak_rss'] / 1e6:.0f} | {part} | {buffer} | "
                       f"{row['seconds']:.1f} |", flush=True)

@@ -46,7 +46,8 @@ def machine_lines() -> list[str]:
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
     return [
         f"CPU: {cpu_model()} | logical cores available: {cores} | benchmark uses 1 core",
-        f"Python {platform.python_version()} | torch {torch.__version__} | decord {decord.__version__} | numpy {np.__version__}",
+        f"Python {platform.python_version()} | torch {torch.__version__} | decord {decord.__version__} "
+        f"| numpy {np.__version__}",
         f"load average at start: {load}",
     ]
 
@@ -135,13 +136,15 @@ def bench_video(path: Path, n_rounds: int) -> list[dict[str, object]]:
 
 def print_table(rows: list[dict[str, object]]) -> None:
     vw = max(len(str(r["video"])) for r in rows)
-    header = f"| {'video':{vw}s} | {'path':30s} | {'ms/video':>9s} | {'src frames/s':>12s} | {'clips/s':>8s} | {'out frames/s':>12s} | {'vs raw':>6s} |"
+    header = (f"| {'video':{vw}s} | {'path':30s} | {'ms/video':>9s} | {'src frames/s':>12s} | {'clips/s':>8s} "
+              f"| {'out frames/s':>12s} | {'vs raw':>6s} |")
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in rows:
         clips = f"{r['clips_s']:.1f}" if r["clips_s"] is not None else "-"
         out = f"{r['out_fps']:.0f}" if r["out_fps"] is not None else "-"
-        print(f"| {r['video']:{vw}s} | {r['path']:30s} | {r['ms']:9.1f} | {r['src_fps']:12.0f} | {clips:>8s} | {out:>12s} | {r['ratio']:6.2f} |")
+        print(f"| {r['video']:{vw}s} | {r['path']:30s} | {r['ms']:9.1f} | {r['src_fps']:12.0f} | {clips:>8s} "
+              f"| {out:>12s} | {r['ratio']:6.2f} |")
 
 
 def main() -> None:
@@ -163,7 +166,8 @@ def main() -> None:
             videos += sorted(data_dir.glob("*.mp4"))
         print(f"video 1: synthetic, {videos[0].stat().st_size / 1e3:.0f} kB "
               f"({videos[0].stat().st_size * 8 / args.seconds / 1e3:.0f} kbit/s; UCF101 averages ~500)")
-        print(f"rounds: {args.rounds} interleaved, median; 'vs raw' = faster raw decode time / this time (goal >= {GOAL:.2f})")
+        print(f"rounds: {args.rounds} interleaved, median; "
+              f"'vs raw' = faster raw decode time / this time (goal >= {GOAL:.2f})")
         print()
         rows = [row for video in videos for row in bench_video(video, args.rounds)]
     print_table(rows)
@@ -176,7 +180,8 @@ def main() -> None:
         n_out = mine["ours: decode + float"]["out_fps"] * mine["ours: decode + float"]["ms"] / 1e3
         float_ms = (mine["ours: decode + float"]["ms"] - mine["ours: uint8 clips (no float)"]["ms"]) / n_out
         print(f"{video}: best crop path '{best['path']}' {best['ratio']:.2f} of raw ({verdict} {GOAL:.2f}); "
-              f"uint8 clips {mine['ours: uint8 clips (no float)']['ratio']:.2f}; float32 output costs {float_ms:.3f} ms/frame")
+              f"uint8 clips {mine['ours: uint8 clips (no float)']['ratio']:.2f}; "
+              f"float32 output costs {float_ms:.3f} ms/frame")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

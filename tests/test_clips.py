@@ -93,7 +93,10 @@ def test_remainder_is_dropped_and_clips_do_not_overlap() -> None:
         assert b.start_time - a.start_time == pytest.approx(ClipSpec().duration)
 
 
-@pytest.mark.parametrize(("fps", "stride"), [(25.0, 2), (NTSC, 2), (30.0, 2), (16.0, 1), (8.0, 1), (50.0, 3), (24.0, 2), (40.0, 2), (60.0, 4)])
+@pytest.mark.parametrize(
+    ("fps", "stride"),
+    [(25.0, 2), (NTSC, 2), (30.0, 2), (16.0, 1), (8.0, 1), (50.0, 3), (24.0, 2), (40.0, 2), (60.0, 4)],
+)
 def test_official_stride_uses_pythons_round(fps: float, stride: int) -> None:
     # round(1.5) = 2 and round(2.5) = 2 (ties to even, as Python's round in the official script)
     assert official_stride(fps) == stride

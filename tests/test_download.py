@@ -194,7 +194,8 @@ def leftovers(folder: Path) -> list[str]:
 def test_full_download_verify_and_extract(server: LocalServer, archives: MiniArchives, tmp_path: Path) -> None:
     url = server.serve("/mini.zip", archives.full)
     dest = tmp_path / "dl" / "mini.zip"
-    got = download_file(url, dest, sha256=sha256_of(archives.full), md5=hashlib.md5(archives.full).hexdigest(), expected_size=len(archives.full), transfer=Transfer(progress=False))
+    got = download_file(url, dest, sha256=sha256_of(archives.full), md5=hashlib.md5(archives.full).hexdigest(),
+                        expected_size=len(archives.full), transfer=Transfer(progress=False))
     assert got == dest and dest.read_bytes() == archives.full
     assert not (tmp_path / "dl" / "mini.zip.part").exists()
     assert (tmp_path / "dl" / "mini.zip.sha256").read_text() == f"{sha256_of(archives.full)}  mini.zip\n"
@@ -217,7 +218,8 @@ def test_interrupted_download_resumes_with_range(server: LocalServer, archives: 
     url = server.serve("/mini.zip", archives.full)
     server.state.drop_after = 20_000
     dest = tmp_path / "mini.zip"
-    download_file(url, dest, sha256=sha256_of(archives.full), transfer=Transfer(retries=2, backoff_s=0, chunk_size=4096, progress=False))
+    download_file(url, dest, sha256=sha256_of(archives.full),
+                  transfer=Transfer(retries=2, backoff_s=0, chunk_size=4096, progress=False))
     assert dest.read_bytes() == archives.full
     assert server.state.requests == [("/mini.zip", None, 200), ("/mini.zip", "bytes=20000-", 206)]
 
@@ -251,7 +253,9 @@ def test_checksum_mismatch_leaves_no_file(server: LocalServer, archives: MiniArc
     assert not dest.exists()
 
 
-def test_size_mismatch_is_refused_before_downloading(server: LocalServer, archives: MiniArchives, tmp_path: Path) -> None:
+def test_size_mismatch_is_refused_before_downloading(
+    server: LocalServer, archives: MiniArchives, tmp_path: Path
+) -> None:
     url = server.serve("/mini.zip", archives.full)
     with pytest.raises(DownloadError, match=f"server announces {len(archives.full)} bytes, expected 123"):
         download_file(url, tmp_path / "mini.zip", expected_size=123, transfer=Transfer(progress=False))
@@ -286,14 +290,17 @@ def test_existing_file_without_sidecar_is_verified(server: LocalServer, archives
     assert server.state.ranges("/mini.zip") == ["bytes=1000-"]
 
 
-def test_transient_errors_are_retried_others_are_not(server: LocalServer, archives: MiniArchives, tmp_path: Path) -> None:
+def test_transient_errors_are_retried_others_are_not(
+    server: LocalServer, archives: MiniArchives, tmp_path: Path
+) -> None:
     url = server.serve("/mini.zip", archives.full)
     server.state.fail_next = 2
     download_file(url, tmp_path / "mini.zip", transfer=Transfer(retries=2, backoff_s=0, progress=False))
     assert [status for *_, status in server.state.requests] == [503, 503, 200]
 
     with pytest.raises(DownloadError, match=r"HTTP 404 .*not retried"):
-        download_file(server.base_url + "/absent.zip", tmp_path / "absent.zip", transfer=Transfer(retries=3, backoff_s=0, progress=False))
+        download_file(server.base_url + "/absent.zip", tmp_path / "absent.zip",
+                      transfer=Transfer(retries=3, backoff_s=0, progress=False))
     assert server.state.ranges("/absent.zip") == [None]
 
 
@@ -353,7 +360,9 @@ def _fake_tool(folder: Path, name: str, body: str) -> Path:
     return path
 
 
-def test_rar_uses_the_first_working_tool(tmp_path: Path, archives: MiniArchives, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rar_uses_the_first_working_tool(
+    tmp_path: Path, archives: MiniArchives, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # unrar exists but fails; 7z is absent; bsdtar (-xf ARCHIVE -C OUT) works. Our ".rar" is a zip.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -370,7 +379,8 @@ def test_rar_uses_the_first_working_tool(tmp_path: Path, archives: MiniArchives,
     assert sorted(p.name for p in (tmp_path / "out" / VIDEO_DIR_NAME).iterdir()) == sorted(CLASSES)
 
     tools["bsdtar"] = _fake_tool(bin_dir, "bsdtar", "sys.exit(1)")
-    with pytest.raises(DownloadError, match=r"RAR extraction failed: unrar exited 3: unrar: unsupported format \| bsdtar exited 1"):
+    with pytest.raises(DownloadError,
+                       match=r"RAR extraction failed: unrar exited 3: unrar: unsupported format \| bsdtar exited 1"):
         extract_archive(archive, tmp_path / "out3")
 
 
@@ -416,7 +426,8 @@ def test_download_ucf101_end_to_end(server: LocalServer, archives: MiniArchives,
     videos_url = server.serve("/UCF101-videos.zip", archives.videos)
     server.state.drop_after = 5_000  # the first transfer breaks once and resumes
     root = tmp_path / "ucf101"
-    assert download_ucf101(root, videos_url=videos_url, splits_url=splits_url, transfer=Transfer(backoff_s=0, progress=False)) == root
+    transfer = Transfer(backoff_s=0, progress=False)
+    assert download_ucf101(root, videos_url=videos_url, splits_url=splits_url, transfer=transfer) == root
     assert sorted(os.listdir(root)) == sorted([VIDEO_DIR_NAME, LIST_DIR_NAME, f".{SPLITS_NAME}.extracted",
                                                ".UCF101-videos.zip.extracted"])  # archives deleted
     marker = json.loads((root / ".UCF101-videos.zip.extracted").read_text())
@@ -426,39 +437,51 @@ def test_download_ucf101_end_to_end(server: LocalServer, archives: MiniArchives,
     assert summary["train"] + summary["val"] + summary["test"] == len(archives.relpaths)
 
     n_requests = len(server.state.requests)
-    download_ucf101(root, videos_url=videos_url, splits_url=splits_url, transfer=Transfer(progress=False))  # all done: no requests
+    # all done: no requests
+    download_ucf101(root, videos_url=videos_url, splits_url=splits_url, transfer=Transfer(progress=False))
     assert len(server.state.requests) == n_requests
 
 
-def test_download_ucf101_splits_only_keeping_archives(server: LocalServer, archives: MiniArchives, tmp_path: Path) -> None:
+def test_download_ucf101_splits_only_keeping_archives(
+    server: LocalServer, archives: MiniArchives, tmp_path: Path
+) -> None:
     splits_url = server.serve("/" + SPLITS_NAME, archives.splits)
     root = tmp_path / "ucf101"
-    download_ucf101(root, splits_only=True, keep_archives=True, splits_url=splits_url, videos_url=server.base_url + "/never.rar", transfer=Transfer(progress=False))
+    download_ucf101(root, splits_only=True, keep_archives=True, splits_url=splits_url,
+                    videos_url=server.base_url + "/never.rar", transfer=Transfer(progress=False))
     assert (root / LIST_DIR_NAME / "trainlist03.txt").is_file() and not (root / VIDEO_DIR_NAME).exists()
     assert (root / "archives" / SPLITS_NAME).read_bytes() == archives.splits
     assert (root / "archives" / f"{SPLITS_NAME}.sha256").is_file()
     assert server.state.ranges("/never.rar") == []
 
 
-def test_download_ucf101_rejects_an_incomplete_tree(server: LocalServer, archives: MiniArchives, tmp_path: Path) -> None:
+def test_download_ucf101_rejects_an_incomplete_tree(
+    server: LocalServer, archives: MiniArchives, tmp_path: Path
+) -> None:
     lost = f"{VIDEO_DIR_NAME}/{archives.relpaths[3]}"
     splits_url = server.serve("/" + SPLITS_NAME, archives.splits)
     videos_url = server.serve("/videos.zip", zip_dirs(archives.tree, [VIDEO_DIR_NAME], skip={lost}))
-    with pytest.raises(DownloadError, match=rf"incomplete: fold 1 lists 1 video\(s\) not on disk, e\.g\. {re.escape(archives.relpaths[3])}"):
-        download_ucf101(tmp_path / "ucf101", videos_url=videos_url, splits_url=splits_url, transfer=Transfer(progress=False))
+    expected = rf"incomplete: fold 1 lists 1 video\(s\) not on disk, e\.g\. {re.escape(archives.relpaths[3])}"
+    with pytest.raises(DownloadError, match=expected):
+        download_ucf101(tmp_path / "ucf101", videos_url=videos_url, splits_url=splits_url,
+                        transfer=Transfer(progress=False))
 
 
-def test_download_ucf101_checks_the_rar_tool_before_downloading(server: LocalServer, archives: MiniArchives,
-                                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_download_ucf101_checks_the_rar_tool_before_downloading(
+    server: LocalServer, archives: MiniArchives, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(dl.shutil, "which", lambda name: None)
     splits_url = server.serve("/" + SPLITS_NAME, archives.splits)
     videos_url = server.serve("/UCF101.rar", b"Rar!\x1a\x07\x00" + b"x" * 1000)
     with pytest.raises(DownloadError, match="no RAR extractor found"):
-        download_ucf101(tmp_path / "ucf101", videos_url=videos_url, splits_url=splits_url, transfer=Transfer(progress=False))
+        download_ucf101(tmp_path / "ucf101", videos_url=videos_url, splits_url=splits_url,
+                        transfer=Transfer(progress=False))
     assert server.state.ranges("/UCF101.rar") == []  # the 6.5 GB download was not started
 
 
-def test_download_ucf101_leaves_a_foreign_tree_alone(server: LocalServer, archives: MiniArchives, tmp_path: Path) -> None:
+def test_download_ucf101_leaves_a_foreign_tree_alone(
+    server: LocalServer, archives: MiniArchives, tmp_path: Path
+) -> None:
     splits_url = server.serve("/" + SPLITS_NAME, archives.splits)
     root = tmp_path / "ucf101"
     (root / LIST_DIR_NAME).mkdir(parents=True)  # e.g. the synthetic dataset's lists

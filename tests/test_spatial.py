@@ -71,7 +71,10 @@ def test_pad_policy_sizes_and_padding() -> None:
         assert out.shape == (3, 2, oh, ow)
 
 
-@pytest.mark.parametrize("policy", [CropPolicy(), CropPolicy(short_side=None, crop=(32, 40)), PadPolicy(), PadPolicy(short_side=100, multiple=16)])
+@pytest.mark.parametrize(
+    "policy",
+    [CropPolicy(), CropPolicy(short_side=None, crop=(32, 40)), PadPolicy(), PadPolicy(short_side=100, multiple=16)],
+)
 def test_output_size_matches_result(policy: CropPolicy | PadPolicy) -> None:
     for h, w in [(48, 64), (240, 320), (77, 51)]:
         assert tuple(policy(_to_float(_frames(1, h, w))).shape[-2:]) == policy.output_size(h, w)
@@ -159,7 +162,8 @@ def test_no_padding_needed_is_identity() -> None:
 # --- hot path (uint8 frames in) ------------------------------------------------------------------
 @pytest.mark.parametrize(
     "policy",
-    [CropPolicy(), CropPolicy(short_side=None, crop=(32, 48)), PadPolicy(), PadPolicy(mode="constant"), PadPolicy(short_side=40)],
+    [CropPolicy(), CropPolicy(short_side=None, crop=(32, 48)), PadPolicy(), PadPolicy(mode="constant"),
+     PadPolicy(short_side=40)],
 )
 @pytest.mark.parametrize("hw", [(48, 64), (240, 320)])
 def test_apply_to_frames_equals_reference_bit_for_bit(policy: CropPolicy | PadPolicy, hw: tuple[int, int]) -> None:
@@ -170,7 +174,9 @@ def test_apply_to_frames_equals_reference_bit_for_bit(policy: CropPolicy | PadPo
     assert torch.equal(fast, ref)
 
 
-@pytest.mark.parametrize("policy", [CropPolicy(resize_precision="uint8"), PadPolicy(short_side=200, resize_precision="uint8")])
+@pytest.mark.parametrize(
+    "policy", [CropPolicy(resize_precision="uint8"), PadPolicy(short_side=200, resize_precision="uint8")]
+)
 def test_uint8_resize_within_one_grey_level(policy: CropPolicy | PadPolicy) -> None:
     frames = _frames(3, 240, 320, seed=1)
     fast = policy.apply_to_frames(frames)
@@ -223,7 +229,8 @@ def test_registry_and_loud_errors() -> None:
         CropPolicy()(torch.zeros(3, 1, 8, 8, dtype=torch.uint8))
     with pytest.raises(ValueError, match="uint8"):
         CropPolicy().apply_to_frames(torch.zeros(1, 8, 8, 3))
-    assert CropPolicy().params() == {"name": "crop", "short_side": 224, "crop": (224, 288), "resize_precision": "float32"}
+    assert CropPolicy().params() == {
+        "name": "crop", "short_side": 224, "crop": (224, 288), "resize_precision": "float32"}
 
 
 def test_policies_are_frozen_and_hashable() -> None:

@@ -158,7 +158,8 @@ def test_mislabelled_line_names_file_line_and_text(mini_root: Path) -> None:
 
 def test_unknown_class_is_an_error(mini_root: Path) -> None:
     replace_line(list_path(mini_root, "testlist01.txt"), 0, "Archery/v_Archery_g01_c01.avi")
-    with pytest.raises(SplitFileError, match=r"testlist01\.txt: line 1: class folder 'Archery' is not in classInd\.txt"):
+    with pytest.raises(SplitFileError,
+                       match=r"testlist01\.txt: line 1: class folder 'Archery' is not in classInd\.txt"):
         load_ucf101(mini_root, 1)
 
 
@@ -194,7 +195,9 @@ def test_file_name_class_must_match_folder(mini_root: Path) -> None:
         ("classInd.txt", "1 Apply_Eye", "malformed class line"),
     ],
 )
-def test_malformed_lines_are_errors_naming_file_and_line(mini_root: Path, list_name: str, line: str, problem: str) -> None:
+def test_malformed_lines_are_errors_naming_file_and_line(
+    mini_root: Path, list_name: str, line: str, problem: str
+) -> None:
     replace_line(list_path(mini_root, list_name), 0, line)
     with pytest.raises(SplitFileError) as exc:
         load_ucf101(mini_root, 1)
@@ -226,7 +229,8 @@ def test_group_in_both_train_and_test_is_an_error(mini_root: Path) -> None:
     path = list_path(mini_root, "testlist01.txt")
     lines = read_raw_lines(path)
     write_raw_lines(path, [*lines, "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c09.avi"])
-    with pytest.raises(SplitFileError, match=rf"line {len(lines) + 1}: group g08 of ApplyEyeMakeup is also in trainlist01"):
+    with pytest.raises(SplitFileError,
+                       match=rf"line {len(lines) + 1}: group g08 of ApplyEyeMakeup is also in trainlist01"):
         load_ucf101(mini_root, 1)
 
 
@@ -346,7 +350,8 @@ def test_integrity_report_finds_missing_unlisted_and_counts(mini_root: Path) -> 
     assert report.missing_count == 2 and not report.ok
     assert sorted(report.missing_examples) == ["ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi",
                                                "JumpRope/v_JumpRope_g09_c02.avi"]
-    assert report.missing_by_split["test"] == 1 and report.missing_by_split["train"] + report.missing_by_split["val"] == 1
+    assert report.missing_by_split["test"] == 1
+    assert report.missing_by_split["train"] + report.missing_by_split["val"] == 1
     assert report.unlisted_count == 1 and report.unlisted_examples == ["JumpRope/v_JumpRope_g99_c01.avi"]
     assert report.unknown_class_dirs == ["Archery"] and report.missing_class_dirs == []
     assert report.groups["test"] == tuple(range(1, 8))
@@ -359,7 +364,8 @@ def test_integrity_report_finds_missing_unlisted_and_counts(mini_root: Path) -> 
     assert "missing listed videos: 2 (" in text and "JumpRope/v_JumpRope_g09_c02.avi" in text
     assert "test  g01-g07" in text and "status: PROBLEMS FOUND" in text
     assert "not in classInd.txt: Archery" in text
-    assert "HandstandPushups" in format_report(report) and "HandstandPushups" not in format_report(report, per_class=False)
+    assert "HandstandPushups" in format_report(report)
+    assert "HandstandPushups" not in format_report(report, per_class=False)
 
 
 def test_format_groups() -> None:

@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "vae.safetensors, random:<preset>, or pooled-pixels")
     b.add_argument("--out", required=True, type=_user_path,
                    help="cache folder (created; resumed when it holds the same key)")
-    b.add_argument("--folds", type=int, nargs="+", default=[1], help="folds whose splits are cached (first = row order)")
+    b.add_argument("--folds", type=int, nargs="+", default=[1],
+                   help="folds whose splits are cached (first = row order)")
     b.add_argument("--splits", nargs="+", default=list(SPLIT_NAMES), choices=SPLIT_NAMES)
     b.add_argument("--val-fraction", type=float, default=0.1)
     b.add_argument("--val-seed", type=int, default=0)

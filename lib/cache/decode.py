@@ -76,8 +76,9 @@ def _empty(shape: Sequence[int], dtype: torch.dtype) -> torch.Tensor:
 
 
 def _too_short(job: VideoJob, meta: dict[str, Any], settings: DecodeSettings) -> str:
-    return (f"{job.path}: {meta['num_frames']} frames at {meta['fps']:g} fps ({meta['num_frames'] / meta['fps']:.3f} s) "
-            f"hold no {settings.spec.num_frames}-frame clip at {settings.spec.target_fps:g} fps in mode {settings.mode!r}")
+    return (f"{job.path}: {meta['num_frames']} frames at {meta['fps']:g} fps "
+            f"({meta['num_frames'] / meta['fps']:.3f} s) hold no {settings.spec.num_frames}-frame clip "
+            f"at {settings.spec.target_fps:g} fps in mode {settings.mode!r}")
 
 
 def iter_video_parts(job: VideoJob, settings: DecodeSettings) -> Iterator[dict[str, Any]]:

@@ -60,7 +60,8 @@ def resolve_vae_folder(source: str) -> str:
     folder = next((p for p in candidates if p.is_dir()), None)
     if folder is None:
         return source
-    found = [folder / VAE_WEIGHTS_NAME] if (folder / VAE_WEIGHTS_NAME).is_file() else sorted(folder.rglob(VAE_WEIGHTS_NAME))
+    direct = folder / VAE_WEIGHTS_NAME
+    found = [direct] if direct.is_file() else sorted(folder.rglob(VAE_WEIGHTS_NAME))
     if len(found) == 1:
         return str(found[0].resolve())
     if not found:

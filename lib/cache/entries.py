@@ -114,7 +114,8 @@ def entry_touched_only(path: Path, *, key_hash: str, source: Path, source_bytes:
         metadata, video = read_entry_header(path)
     except (ValueError, KeyError):
         return False
-    if metadata.get("key_hash") != key_hash or video.get("source_bytes") != source_bytes or not video.get("source_sha256"):
+    if (metadata.get("key_hash") != key_hash or video.get("source_bytes") != source_bytes
+            or not video.get("source_sha256")):
         return False
     try:
         return file_sha256(source) == video["source_sha256"]

@@ -22,7 +22,8 @@ import numpy as np
 from lib.cache.entries import array_digest
 from lib.cache.errors import DamagedCacheError
 
-FIX_REPAIR = "run python -m lib.cache repair {dir} (it rewrites the damaged rows from the entries or re-encodes their videos)"
+FIX_REPAIR = ("run python -m lib.cache repair {dir} "
+              "(it rewrites the damaged rows from the entries or re-encodes their videos)")
 
 
 @dataclass(frozen=True)

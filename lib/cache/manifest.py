@@ -56,7 +56,9 @@ FIX_STALE = ("build into a new --out folder, or replace this cache with replace_
              "cache is built beside it and swapped in when finished; a cache is never reused with other settings")
 
 
-def check_key(cache_dir: Path, stored: dict[str, Any], wanted: dict[str, Any], *, plan: CachePlan | None = None) -> None:
+def check_key(
+    cache_dir: Path, stored: dict[str, Any], wanted: dict[str, Any], *, plan: CachePlan | None = None
+) -> None:
     """StaleCacheError naming every differing field (and, given the ``plan`` asked for, the videos
     whose size changed), unless the keys are equal."""
     differences = key_differences(stored, wanted)
@@ -65,7 +67,8 @@ def check_key(cache_dir: Path, stored: dict[str, Any], wanted: dict[str, Any], *
         if plan is not None and any(field == "dataset.videos_sha256" for field, _, _ in differences):
             changed = describe_dataset_changes(dataset_changes(recorded_sources(cache_dir), plan))
         raise StaleCacheError(
-            cache_dir, f"was built with another key ({len(differences)} difference(s): {describe_differences(differences)})"
+            cache_dir,
+            f"was built with another key ({len(differences)} difference(s): {describe_differences(differences)})"
             + (f"; {changed}" if changed else ""), FIX_STALE, differences=differences)
 
 
@@ -144,7 +147,8 @@ def is_done(cache_dir: Path, job: VideoJob, khash: str, retry_failed: bool) -> b
             log.info("%s: modification time changed, content unchanged (sha256); kept", job.path)
             refresh_source_mtime(entry, job.source_mtime_ns)
             return True
-        log.warning("%s: stale or unreadable entry (source file changed, or written by another build); redoing it", entry)
+        log.warning("%s: stale or unreadable entry (source file changed, or written by another build); redoing it",
+                    entry)
         entry.unlink(missing_ok=True)
     failure = failure_path(cache_dir, job.video_id)
     if failure.is_file() and not retry_failed and _failure_is_current(failure, job, khash):

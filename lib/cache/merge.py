@@ -98,7 +98,9 @@ def _finish_array(array: np.memmap, tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def collect(cache_dir: Path, manifest: dict[str, Any]) -> tuple[list[tuple[str, Path, dict[str, Any]]], list[dict[str, Any]]]:
+def collect(
+    cache_dir: Path, manifest: dict[str, Any]
+) -> tuple[list[tuple[str, Path, dict[str, Any]]], list[dict[str, Any]]]:
     """Entries ``(video id, path, description)`` and failure records, in canonical order; raises
     IncompleteCacheError when a video has neither."""
     key_hash = manifest["key_hash"]
@@ -142,7 +144,7 @@ def merge_cache(cache_dir: str | os.PathLike[str]) -> Path:
     encode_s = decode_s = 0.0
     clip_shapes = set()
     try:
-        for video_id, path, _ in entries:
+        for _video_id, path, _ in entries:
             metadata, _ = read_entry_header(path)
             recorded = entry_digests(metadata)
             tensors, video, _ = read_entry(path)
@@ -152,8 +154,9 @@ def merge_cache(cache_dir: str | os.PathLike[str]) -> Path:
                 t = tensors.get(name)
                 if t is None or tuple(t.shape) != (n, *row_shapes[name]) or t.numpy().dtype != dtypes[name]:
                     got = None if t is None else (tuple(t.shape), str(t.dtype))
-                    raise CacheError(path, f"output {name!r} is {got}, expected ({n}, *{row_shapes[name]}) {dtypes[name]} "
-                                     "(videos of different sizes under a pad policy cannot share one array)",
+                    raise CacheError(path, f"output {name!r} is {got}, expected ({n}, *{row_shapes[name]}) "
+                                     f"{dtypes[name]} (videos of different sizes under a pad policy cannot share "
+                                     "one array)",
                                      "use a crop spatial policy (one output size), or delete this entry and rerun")
                 digests[name] = array_digest(t)
                 if name in recorded and recorded[name] != digests[name]:

@@ -95,8 +95,9 @@ def make_plan(root: str | os.PathLike[str], *, folds: Sequence[int] = (1,), spli
                     size, mtime = _stat(r.path)
                     jobs[r.relpath] = VideoJob(len(jobs), r.relpath, r.path, r.class_name, r.label, r.group,
                                                r.clip_number, size, mtime)
-    return CachePlan(root=root_path, classes=classes or [], folds=folds, splits=splits, val_fraction=float(val_fraction),
-                     val_seed=int(val_seed), videos=list(jobs.values()), split_lists=split_lists)
+    return CachePlan(root=root_path, classes=classes or [], folds=folds, splits=splits,
+                     val_fraction=float(val_fraction), val_seed=int(val_seed), videos=list(jobs.values()),
+                     split_lists=split_lists)
 
 
 def _relative(video_id: str, suffix: str) -> Path:

@@ -38,7 +38,8 @@ from lib.cache.sources import SourceCheck, check_sources
 from lib.data.spatial import SpatialPolicy, make_spatial_policy
 from lib.paths import resolve_path
 
-FIX_BUILD = "rerun the build command (it resumes and merges), or python -m lib.cache merge DIR after all shards finished"
+FIX_BUILD = ("rerun the build command (it resumes and merges), "
+             "or python -m lib.cache merge DIR after all shards finished")
 
 
 class ClipSet(NamedTuple):
@@ -84,8 +85,9 @@ class VideoEntry:
 def _entry(record: dict[str, Any], root: Path) -> VideoEntry:
     clips = record["clips"]
     return VideoEntry(
-        id=record["id"], path=root / "UCF-101" / record["id"], label=int(record["label"]), class_name=record["class_name"],
-        group=int(record["group"]), clip_number=int(record["clip_number"]), fps=float(record["fps"]),
+        id=record["id"], path=root / "UCF-101" / record["id"], label=int(record["label"]),
+        class_name=record["class_name"], group=int(record["group"]), clip_number=int(record["clip_number"]),
+        fps=float(record["fps"]),
         num_frames=int(record["num_frames"]), height=int(record["height"]), width=int(record["width"]),
         source_bytes=int(record["source_bytes"]), clip_indices=tuple(int(c[0]) for c in clips),
         clip_start_times=tuple(float(c[1]) for c in clips), clip_frame_indices=tuple(tuple(c[2]) for c in clips),
@@ -172,7 +174,8 @@ class Cache:
         failed video."""
         base = self.dataset_root / "UCF-101"
         return ([(r["id"], base / r["id"], r) for r in self._records.values()]
-                + [(f["video"], base / f["video"], f) for f in self.failure_records if f.get("source_bytes") is not None])
+                + [(f["video"], base / f["video"], f) for f in self.failure_records
+                   if f.get("source_bytes") is not None])
 
     def check_sources(self, *, content: bool = False) -> SourceCheck:
         """Compare every source video with its recorded fingerprint (:mod:`lib.cache.sources`)."""
@@ -212,7 +215,8 @@ class Cache:
         records = [self._records[v] for v in self.split_ids(split, fold) if v in self._records]
         if not records:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        rows = np.concatenate([np.arange(r["row_start"], r["row_start"] + r["num_clips"], dtype=np.int64) for r in records])
+        rows = np.concatenate(
+            [np.arange(r["row_start"], r["row_start"] + r["num_clips"], dtype=np.int64) for r in records])
         video_index = np.repeat(np.arange(len(records), dtype=np.int64), [r["num_clips"] for r in records])
         return rows, video_index
 
@@ -224,7 +228,8 @@ class Cache:
         """A stored array, memory-mapped by default (``mmap_mode=None`` reads it whole)."""
         if name not in self.index["arrays"]:
             raise CacheError(self.path, f"has no {name!r} array (stored: {list(self.arrays)})",
-                             f"rebuild with the option that stores it (e.g. --{name.replace('content', 'content-features')})")
+                             "rebuild with the option that stores it "
+                             f"(e.g. --{name.replace('content', 'content-features')})")
         return np.load(self.path / self.index["arrays"][name]["file"], mmap_mode=mmap_mode)
 
     def read_rows(self, name: str, rows: np.ndarray, *, mmap: bool | None = None) -> torch.Tensor:
@@ -240,7 +245,8 @@ class Cache:
                 raise CacheError(self.path, "this split's rows are not contiguous (not the cache's first fold), so it "
                                  "cannot be memory-mapped without a copy", "pass mmap=False to load it into RAM, or "
                                  "build a cache whose first --folds entry is this fold")
-            return torch.from_numpy(np.load(self.path / self.index["arrays"][name]["file"], mmap_mode="c")[rows[0] : rows[-1] + 1])
+            mapped = np.load(self.path / self.index["arrays"][name]["file"], mmap_mode="c")
+            return torch.from_numpy(mapped[rows[0] : rows[-1] + 1])
         data = np.array(stored[rows[0] : rows[-1] + 1]) if contiguous else stored[rows]
         return torch.from_numpy(data)
 
@@ -290,7 +296,8 @@ def open_cache(cache_dir: str | os.PathLike[str], *, expect_key: dict[str, Any] 
     index = folder / INDEX_NAME
     if not index.is_file():
         manifest = read_manifest(folder)  # CacheError when this is no cache at all
-        done = sum(1 for _ in (folder / "entries").rglob("*.safetensors")) + sum(1 for _ in (folder / "failures").rglob("*.json"))
+        done = (sum(1 for _ in (folder / "entries").rglob("*.safetensors"))
+                + sum(1 for _ in (folder / "failures").rglob("*.json")))
         raise IncompleteCacheError(folder, f"is not finished ({done} of {len(manifest['plan']['videos'])} videos done, "
                                    f"no {INDEX_NAME})", FIX_BUILD)
     st = index.stat()

@@ -76,14 +76,16 @@ def read_index(cache_dir: Path) -> dict[str, Any]:
     path = cache_dir / INDEX_NAME
     if not path.is_file():
         read_manifest(cache_dir)  # CacheError when this is no cache at all
-        raise CacheError(cache_dir, f"has no {INDEX_NAME} (not finished)", "rerun the build command (it resumes and merges)")
+        raise CacheError(cache_dir, f"has no {INDEX_NAME} (not finished)",
+                         "rerun the build command (it resumes and merges)")
     try:
         index = json.loads(path.read_text())
         if not isinstance(index, dict) or not {"arrays", "videos", "key", "key_hash"} <= index.keys():
             raise KeyError("arrays, videos, key and key_hash")
         return index
     except (ValueError, KeyError, TypeError) as err:
-        raise DamagedCacheError(path, f"is unreadable ({type(err).__name__}: {err})", FIX_INDEX.format(dir=cache_dir)) from err
+        raise DamagedCacheError(path, f"is unreadable ({type(err).__name__}: {err})",
+                                FIX_INDEX.format(dir=cache_dir)) from err
 
 
 def verify_cache(cache_dir: str | os.PathLike[str], *, sources: bool = False) -> VerifyReport:
@@ -119,7 +121,9 @@ def _restore_array_file(cache_dir: Path, spec: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def _entry_rows(cache_dir: Path, record: dict[str, Any], names: list[str], key_hash: str) -> dict[str, np.ndarray] | None:
+def _entry_rows(
+    cache_dir: Path, record: dict[str, Any], names: list[str], key_hash: str
+) -> dict[str, np.ndarray] | None:
     """The damaged arrays' rows of a video from its entry, when the entry is intact."""
     try:
         tensors, _, entry_key = read_entry(entry_path(cache_dir, record["id"]))
@@ -140,7 +144,8 @@ class _Reencoder:
         manifest = read_manifest(cache_dir)
         key = index["key"]
         enc, outputs = key["encoder"], key["outputs"]
-        source = POOLED_PIXELS if enc["kind"] == POOLED_PIXELS else (vae_source or manifest["provenance"]["encoder"]["source"])
+        source = (POOLED_PIXELS if enc["kind"] == POOLED_PIXELS
+                  else (vae_source or manifest["provenance"]["encoder"]["source"]))
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                            ("cpu" if device == "auto" else device))
         self.cache_dir, self.key_hash = cache_dir, index["key_hash"]
@@ -156,7 +161,8 @@ class _Reencoder:
         differences = key_differences(enc, self.encoder.key())
         if differences:
             raise CacheError(cache_dir, f"the encoder {source!r} is not the one the cache was built with "
-                             f"({describe_differences(differences)})", "pass --vae with the weights the cache was built with")
+                             f"({describe_differences(differences)})",
+                             "pass --vae with the weights the cache was built with")
         params = dict(key["spatial"])
         self.spatial = make_spatial_policy(params.pop("name"), **params)
         clips = key["clips"]
@@ -182,7 +188,8 @@ class _Reencoder:
                                       sample_seed=self.sample_seed)
         if outputs is None or video.get("clips") != record["clips"]:
             reason = video.get("error") if outputs is None else "it decodes to other clips than the cache recorded"
-            raise CacheError(path, f"cannot be re-encoded as cached: {reason}", "rerun the build into a new --out folder")
+            raise CacheError(path, f"cannot be re-encoded as cached: {reason}",
+                             "rerun the build into a new --out folder")
         stored, _ = storage_cast(outputs, self.storage)
         if (self.cache_dir / ENTRIES_DIR).is_dir():
             write_entry(entry_path(self.cache_dir, record["id"]), stored, key_hash=self.key_hash, video=video)

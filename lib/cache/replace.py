@@ -52,7 +52,8 @@ def _key_hash(folder: Path) -> str | None:
 
 
 def _is_temp(name: str) -> bool:
-    return name.startswith(".") and (name.endswith(".tmp") or name.endswith(".draft") or name.startswith(".lvs-write-check-"))
+    return name.startswith(".") and (
+        name.endswith(".tmp") or name.endswith(".draft") or name.startswith(".lvs-write-check-"))
 
 
 def cache_written_files(folder: Path) -> list[Path]:
@@ -138,7 +139,8 @@ def recover(cache_dir: Path, key_hash: str) -> None:
     """Finish a replacement a kill interrupted: a swap between its two renames (``cache_dir``
     gone, the finished new cache beside it) and the disposal of a retired cache."""
     pending = replacement_dir(cache_dir, key_hash)
-    if not cache_dir.exists() and pending.is_dir() and _key_hash(pending) == key_hash and (pending / INDEX_NAME).is_file():
+    if (not cache_dir.exists() and pending.is_dir() and _key_hash(pending) == key_hash
+            and (pending / INDEX_NAME).is_file()):
         os.rename(pending, cache_dir)
     elif pending.is_dir() and (cache_dir / MANIFEST_NAME).is_file() and _key_hash(cache_dir) == key_hash \
             and _key_hash(pending) != key_hash:

@@ -77,7 +77,8 @@ class BuildSummary:
     def describe(self) -> str:
         state = f"complete: {self.num_clips} clips" if self.complete else "not merged yet"
         if self.complete and self.videos_this_run == 0 and self.wall_seconds == 0:
-            lines = [f"{self.out_dir}: already complete ({self.num_clips} clips of {self.num_videos} videos); nothing to do"]
+            lines = [f"{self.out_dir}: already complete ({self.num_clips} clips of {self.num_videos} videos); "
+                     "nothing to do"]
         else:
             lines = [f"{self.out_dir}: {state}; shard {self.shard[0]}/{self.shard[1]}, {self.videos_this_run} videos / "
                      f"{self.clips_this_run} clips this run in {self.wall_seconds:.1f} s ({self.clips_per_second:.2f} "

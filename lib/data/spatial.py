@@ -262,7 +262,8 @@ class PadPolicy(SpatialPolicy):
         """The padding added to an input of ``height`` x ``width`` (after its resize)."""
         rh, rw = self.resize_size(height, width)
         oh, ow = self.output_size(height, width)
-        return Padding(top=(oh - rh) // 2, bottom=oh - rh - (oh - rh) // 2, left=(ow - rw) // 2, right=ow - rw - (ow - rw) // 2)
+        return Padding(top=(oh - rh) // 2, bottom=oh - rh - (oh - rh) // 2,
+                       left=(ow - rw) // 2, right=ow - rw - (ow - rw) // 2)
 
     def _place(self, x: torch.Tensor, *, uint8: bool) -> torch.Tensor:
         h, w = x.shape[-2:]

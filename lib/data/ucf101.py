@@ -265,10 +265,12 @@ def read_class_index(path: str | os.PathLike[str]) -> list[str]:
             raise _line_error(path, lineno, line, "malformed class line (expected `<index> <ClassName>`)", fix)
         index, name = int(m["index"]), m["name"]
         if index != len(names) + 1:
-            raise _line_error(path, lineno, line, f"class index {index} out of sequence (expected {len(names) + 1})", fix)
+            raise _line_error(path, lineno, line,
+                              f"class index {index} out of sequence (expected {len(names) + 1})", fix)
         if name.lower() in seen_folded:
             raise _line_error(path, lineno, line,
-                              f"class {name!r} duplicates line {seen_folded[name.lower()]} (names are compared case-insensitively)", fix)
+                              f"class {name!r} duplicates line {seen_folded[name.lower()]} "
+                              "(names are compared case-insensitively)", fix)
         seen_folded[name.lower()] = lineno
         names.append(name)
     if not names:
@@ -287,7 +289,8 @@ def read_split_list(
     label_of = {name: i for i, name in enumerate(classes)}
     folded = {name.lower(): name for name in classes}
     line_re = _TRAIN_LINE_RE if labelled else _TEST_LINE_RE
-    expected = "`<ClassDir>/v_<Class>_gXX_cYY.avi <label>`" if labelled else "`<ClassDir>/v_<Class>_gXX_cYY.avi` (no label)"
+    expected = ("`<ClassDir>/v_<Class>_gXX_cYY.avi <label>`" if labelled
+                else "`<ClassDir>/v_<Class>_gXX_cYY.avi` (no label)")
     fix = f"correct that line or restore {path.name} from {UCF101_SPLITS_URL}"
     seen: dict[str, int] = {}
     records: list[VideoRecord] = []
@@ -352,7 +355,8 @@ def read_fold_lists(
             # The line number: test lists have no blank lines except trailing ones, so index + 1.
             raise _line_error(
                 test_path, idx + 1, rec.relpath,
-                f"group g{rec.group:02d} of {rec.class_name} is also in {train_path.name} (train and test must not share groups)",
+                f"group g{rec.group:02d} of {rec.class_name} is also in {train_path.name} "
+                "(train and test must not share groups)",
                 f"move every video of that group to one list, or restore both lists from {UCF101_SPLITS_URL}")
     return classes, train, test
 

@@ -141,7 +141,8 @@ def integrity_report(
             continue
         for list_name, labelled in ((train_list_name(other), True), (test_list_name(other), False)):
             if (list_dir / list_name).is_file():
-                records = read_split_list(list_dir / list_name, classes=split.classes, video_dir=video_dir, labelled=labelled)
+                records = read_split_list(list_dir / list_name, classes=split.classes, video_dir=video_dir,
+                                          labelled=labelled)
                 listed.update(r.relpath for r in records)
                 lists_checked.append(list_name)
     unlisted = sorted(on_disk - listed)
@@ -178,7 +179,8 @@ def format_report(report: IntegrityReport, *, per_class: bool = True) -> str:
         "groups:",
         *(f"  {name:<5} {format_groups(report.groups[name])}" for name in SPLIT_NAMES),
         f"missing listed videos: {report.missing_count}"
-        + (" (" + ", ".join(f"{k} {v}" for k, v in report.missing_by_split.items() if v) + ")" if report.missing_count else ""),
+        + (" (" + ", ".join(f"{k} {v}" for k, v in report.missing_by_split.items() if v) + ")"
+           if report.missing_count else ""),
         *(f"  {rel}" for rel in report.missing_examples),
         *([f"  ... and {report.missing_count - len(report.missing_examples)} more"]
           if report.missing_count > len(report.missing_examples) else []),
@@ -217,7 +219,8 @@ def summarize(
 
     Keys: root, fold, val_fraction, seed, classes (count), train, val, test (video counts),
     train_val (train + val = the official train list), missing (listed videos absent on disk),
-    unlisted (files under UCF-101/ in no list), dangling_links (symbolic links to nothing), train_groups, val_groups, test_groups, ok.
+    unlisted (files under UCF-101/ in no list), dangling_links (symbolic links to nothing), train_groups, val_groups,
+    test_groups, ok.
     """
     report = integrity_report(root, fold, val_fraction=val_fraction, seed=seed)
     counts = report.counts

@@ -46,7 +46,9 @@ def frame_rate_drift(starts: np.ndarray, fps: float) -> tuple[float, int]:
     return float(abs(drift[worst])), worst
 
 
-def frame_rate_error(path: str | os.PathLike[str], starts: np.ndarray, fps: float) -> VideoVariableFrameRateError | None:
+def frame_rate_error(
+    path: str | os.PathLike[str], starts: np.ndarray, fps: float
+) -> VideoVariableFrameRateError | None:
     """The error to raise when the timestamps drift off the ``fps`` grid by more than the tolerance."""
     periods, frame = frame_rate_drift(starts, fps)
     if periods <= VFR_TOLERANCE:
