@@ -65,8 +65,9 @@ def random_fp16(rows: int, shape: tuple[int, ...], device: torch.device, seed: i
     return out
 
 
-def timed_loop(step: Callable[[int], None], *, total_items: int, batch: int, warmup: int, seconds: float,
-               sync: Callable[[], None]) -> tuple[int, float]:
+def timed_loop(
+    step: Callable[[int], None], *, total_items: int, batch: int, warmup: int, seconds: float, sync: Callable[[], None]
+) -> tuple[int, float]:
     """Run ``step(start)`` over consecutive batches: ``warmup`` untimed, then timed until
     ``seconds`` pass or one pass over ``total_items`` is done. Returns (items, seconds)."""
     starts = range(0, max(1, total_items - batch + 1), batch)
@@ -86,8 +87,9 @@ def timed_loop(step: Callable[[int], None], *, total_items: int, batch: int, war
     return done, time.perf_counter() - t0
 
 
-def bench_model(name: str, inputs: list[torch.Tensor], labels: torch.Tensor, args: argparse.Namespace,
-                device: torch.device) -> dict[str, Any]:
+def bench_model(
+    name: str, inputs: list[torch.Tensor], labels: torch.Tensor, args: argparse.Namespace, device: torch.device
+) -> dict[str, Any]:
     """Training and inference clips/s of one model on ``inputs`` (fp16 tensors, one per argument)."""
     torch.manual_seed(0)
     shape = tuple(inputs[0].shape[1:])
@@ -110,11 +112,11 @@ def bench_model(name: str, inputs: list[torch.Tensor], labels: torch.Tensor, arg
 
     def batch_inputs(start: int, size: int) -> list[torch.Tensor]:
         start = start % max(1, rows - size + 1)
-        return [t[start:start + size].float() for t in inputs]
+        return [t[start : start + size].float() for t in inputs]
 
     def train_step(start: int) -> None:
         xs = batch_inputs(start, batch)
-        y = labels[start % labels.shape[0]:][:batch]
+        y = labels[start % labels.shape[0] :][:batch]
         y = torch.cat([y, labels[: batch - y.shape[0]]]) if y.shape[0] < batch else y
         with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
             loss = F.cross_entropy(model(*xs), y)
@@ -129,19 +131,35 @@ def bench_model(name: str, inputs: list[torch.Tensor], labels: torch.Tensor, arg
             model(*xs)
 
     model.train()
-    train_items, train_s = timed_loop(train_step, total_items=total, batch=batch, warmup=args.warmup,
-                                      seconds=args.seconds, sync=sync)
+    train_items, train_s = timed_loop(
+        train_step, total_items=total, batch=batch, warmup=args.warmup, seconds=args.seconds, sync=sync
+    )
     model.eval()
     with torch.inference_mode():
-        infer_items, infer_s = timed_loop(infer_step, total_items=total, batch=eval_batch, warmup=args.warmup,
-                                          seconds=args.seconds / 2, sync=sync)
-    return {"name": name, "shape": shape, "params": params, "flops": flops, "batch": batch,
-            "train_cps": train_items / train_s, "train_clips": train_items,
-            "infer_cps": infer_items / infer_s, "infer_clips": infer_items}
+        infer_items, infer_s = timed_loop(
+            infer_step, total_items=total, batch=eval_batch, warmup=args.warmup, seconds=args.seconds / 2, sync=sync
+        )
+    return {
+        "name": name,
+        "shape": shape,
+        "params": params,
+        "flops": flops,
+        "batch": batch,
+        "train_cps": train_items / train_s,
+        "train_clips": train_items,
+        "infer_cps": infer_items / infer_s,
+        "infer_clips": infer_items,
+    }
 
 
-def model_inputs(name: str, latents: torch.Tensor, content: torch.Tensor, device: torch.device, *,
-                 pixel_shape: tuple[int, ...] | None = None) -> list[torch.Tensor]:
+def model_inputs(
+    name: str,
+    latents: torch.Tensor,
+    content: torch.Tensor,
+    device: torch.device,
+    *,
+    pixel_shape: tuple[int, ...] | None = None,
+) -> list[torch.Tensor]:
     """The input tensors :func:`bench_model` times ``name`` on: the latents (plus the content
     features for fusion models), or a pool of 64 random clips for pixel models (``pixel_shape``,
     default 3x16x112x112 for ``pixel_r2plus1d18``, 3x16x64x96 otherwise)."""
@@ -156,8 +174,10 @@ def machine_line(device: torch.device) -> str:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     gpu = torch.cuda.get_device_name() if device.type == "cuda" else "none used"
     load = " ".join(f"{v:.2f}" for v in os.getloadavg())  # other jobs on a shared machine skew timings
-    return (f"CPU: {cpu_model()} | logical cores available: {cores} | torch threads: {torch.get_num_threads()} | "
-            f"torch {torch.__version__} | Python {platform.python_version()} | GPU: {gpu} | load average at start: {load}")
+    return (
+        f"CPU: {cpu_model()} | logical cores available: {cores} | torch threads: {torch.get_num_threads()} | "
+        f"torch {torch.__version__} | Python {platform.python_version()} | GPU: {gpu} | load average at start: {load}"
+    )
 
 
 def full_training_seconds(result: dict[str, Any], *, epochs: int, scale_clips: int) -> tuple[float, float]:
@@ -184,7 +204,9 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=101)
     parser.add_argument("--batch", type=int, default=256, help="training batch (latent models)")
     parser.add_argument("--eval-batch", type=int, default=1024, help="inference batch (latent models)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="time budget per model for training (inference: half)")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="time budget per model for training (inference: half)"
+    )
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps before each timing")
     parser.add_argument("--models", default="all", help="comma-separated names, or 'all' latent-input models")
     parser.add_argument("--epochs", type=int, default=30, help="epochs assumed for the full-training extrapolation")
@@ -195,8 +217,13 @@ def main() -> None:
     parser.add_argument("--no-amp", action="store_true", help="float32 on CUDA too")
     args = parser.parse_args()
 
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
-                          "cpu" if args.device == "auto" else args.device)
+    device = torch.device(
+        "cuda"
+        if args.device == "auto" and torch.cuda.is_available()
+        else "cpu"
+        if args.device == "auto"
+        else args.device
+    )
     if device.type == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: CUDA is not available on this machine")
     if args.threads:
@@ -210,8 +237,11 @@ def main() -> None:
         if unknown:
             parser.error(f"unknown model(s) {unknown}; known: {list(MODEL_NAMES)}")
     if args.pixel:
-        names += [n for n in ("pixel_c3d_small", "pixel_r2plus1d18")
-                  if n not in names and (n != "pixel_r2plus1d18" or device.type == "cuda")]
+        names += [
+            n
+            for n in ("pixel_c3d_small", "pixel_r2plus1d18")
+            if n not in names and (n != "pixel_r2plus1d18" or device.type == "cuda")
+        ]
 
     latent_shape = parse_shape(args.latent)
     t0 = time.perf_counter()
@@ -220,11 +250,17 @@ def main() -> None:
     labels = torch.randint(0, args.classes, (args.clips,), generator=torch.Generator().manual_seed(2)).to(device)
     setup_s = time.perf_counter() - t0
     print(machine_line(device))
-    print(f"data: {args.clips:,} random latents {args.latent} float16 ({latents.numel() * 2 / 2**20:.0f} MiB) on {device} "
-          f"(made in {setup_s:.1f} s), cast to float32 per batch; {'bf16/fp16 autocast' if device.type == 'cuda' and not args.no_amp else 'float32'}; "
-          f"AdamW; per model <= {args.seconds:g} s training, <= {args.seconds / 2:g} s inference\n")
-    print("| model | input (per clip) | params (M) | MFLOPs/clip (fwd) | train batch | train clips/s | inference clips/s | "
-          f"epoch of {args.scale_clips:,} clips | clips timed (train / infer) |")
+    print(
+        f"data: {args.clips:,} random latents {args.latent} float16 ({latents.numel() * 2 / 2**20:.0f} MiB) "
+        f"on {device} (made in {setup_s:.1f} s), cast to float32 per batch; "
+        f"{'bf16/fp16 autocast' if device.type == 'cuda' and not args.no_amp else 'float32'}; "
+        f"AdamW; per model <= {args.seconds:g} s training, <= {args.seconds / 2:g} s inference\n"
+    )
+    print(
+        "| model | input (per clip) | params (M) | MFLOPs/clip (fwd) | train batch | train clips/s "
+        "| inference clips/s | "
+        f"epoch of {args.scale_clips:,} clips | clips timed (train / infer) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     results: dict[str, dict[str, Any]] = {}
     for name in names:
@@ -233,24 +269,31 @@ def main() -> None:
         results[name] = r
         shape = "x".join(map(str, r["shape"])) + (f" + {args.content_dim}" if kind == "latent+content" else "")
         epoch = fmt_duration(args.scale_clips / r["train_cps"]) if kind != "pixels" else "-"
-        print(f"| {name} | {shape} | {r['params'] / 1e6:.2f} | {r['flops'] / 1e6:.1f} | {r['batch']} | "
-              f"{r['train_cps']:,.0f} | {r['infer_cps']:,.0f} | {epoch} | {r['train_clips']:,} / {r['infer_clips']:,} |",
-              flush=True)
+        print(
+            f"| {name} | {shape} | {r['params'] / 1e6:.2f} | {r['flops'] / 1e6:.1f} | {r['batch']} | "
+            f"{r['train_cps']:,.0f} | {r['infer_cps']:,.0f} | {epoch} | {r['train_clips']:,} / {r['infer_clips']:,} |",
+            flush=True,
+        )
 
     print()
     if "conv3d_paper" in results:
-        train_s, total_s = full_training_seconds(results["conv3d_paper"], epochs=args.epochs,
-                                                 scale_clips=args.scale_clips)
+        train_s, total_s = full_training_seconds(
+            results["conv3d_paper"], epochs=args.epochs, scale_clips=args.scale_clips
+        )
         scale = "UCF101 scale" if args.scale_clips == 100_000 else "--scale-clips"
-        print(f"Full conv3d_paper training ({scale}) on this {device.type.upper()}: {args.epochs} epochs x "
-              f"{args.scale_clips:,} clips = {fmt_duration(train_s)} of training steps, {fmt_duration(total_s)} "
-              f"with a validation pass over {int(0.1 * args.scale_clips):,} clips per epoch "
-              f"(the published run: ~16 minutes on an RTX 4070).")
+        print(
+            f"Full conv3d_paper training ({scale}) on this {device.type.upper()}: {args.epochs} epochs x "
+            f"{args.scale_clips:,} clips = {fmt_duration(train_s)} of training steps, {fmt_duration(total_s)} "
+            f"with a validation pass over {int(0.1 * args.scale_clips):,} clips per epoch "
+            f"(the published run: ~16 minutes on an RTX 4070)."
+        )
     if "pixel_c3d_small" in results:
         r = results["pixel_c3d_small"]
-        print(f"pixel_c3d_small on 3x16x64x96 frames: one epoch of the embedded default's ~{EMBEDDED_TRAIN_CLIPS:,} "
-              f"training clips = {fmt_duration(EMBEDDED_TRAIN_CLIPS / r['train_cps'])} of training steps "
-              f"(decoding not included; frames come from the clip decoder in the study).")
+        print(
+            f"pixel_c3d_small on 3x16x64x96 frames: one epoch of the embedded default's ~{EMBEDDED_TRAIN_CLIPS:,} "
+            f"training clips = {fmt_duration(EMBEDDED_TRAIN_CLIPS / r['train_cps'])} of training steps "
+            f"(decoding not included; frames come from the clip decoder in the study)."
+        )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from lib.data.clips import ClipSpec
 from lib.data.spatial import SpatialPolicy
 from lib.data.video import iter_clips
 
+DEFAULT_CLIP_SPEC = ClipSpec()  # the data layer's clips: 16 frames at 16 fps
+
 
 @dataclass(frozen=True)
 class ClipSample:
@@ -31,14 +33,20 @@ class ClipSample:
 
 
 def load_clip_samples(
-    paths: Sequence[Path], *, spatial: SpatialPolicy, spec: ClipSpec = ClipSpec(), names: Sequence[str] | None = None
+    paths: Sequence[Path],
+    *,
+    spatial: SpatialPolicy,
+    spec: ClipSpec = DEFAULT_CLIP_SPEC,
+    names: Sequence[str] | None = None,
 ) -> list[ClipSample]:
     """The centre clip of each video, after ``spatial`` (the VAE's input policy)."""
     samples = []
     for i, path in enumerate(paths):
         clip, pixels = next(iter_clips(path, spec=spec, mode="center", spatial=spatial))
         label = names[i] if names is not None else Path(path).name
-        samples.append(ClipSample(f"{label} @ {clip.start_time:.2f}s", Path(path), clip.start_time, clip.frame_indices, pixels))
+        samples.append(
+            ClipSample(f"{label} @ {clip.start_time:.2f}s", Path(path), clip.start_time, clip.frame_indices, pixels)
+        )
     return samples
 
 
@@ -53,12 +61,14 @@ class Reconstruction:
 
 
 @torch.inference_mode()
-def reconstruct(vae: torch.nn.Module, clips: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 2) -> Reconstruction:
+def reconstruct(
+    vae: torch.nn.Module, clips: torch.Tensor, *, device: str | torch.device = "cpu", batch_size: int = 2
+) -> Reconstruction:
     """Encode (posterior mean) and decode ``clips`` (B, 3, T, H, W) with ``vae``, in batches."""
     content_index = (clips.shape[2] - 1) // 2
     recon, latents = [], []
     for start in range(0, clips.shape[0], batch_size):
-        x = clips[start:start + batch_size].to(device)
+        x = clips[start : start + batch_size].to(device)
         z = vae.encode(x).mean  # (b, z, T', H', W')
         # the decode path of vae.reconstruct(x, sample=False), kept explicit to also return z
         x_rec = vae.decode(vae.normalize_latent(z), vae.content_features(x[:, :, content_index]))
@@ -70,11 +80,12 @@ def reconstruct(vae: torch.nn.Module, clips: torch.Tensor, *, device: str | torc
 def content_frame_baseline(clips: torch.Tensor) -> torch.Tensor:
     """The trivial reconstruction: the content frame (T - 1) // 2 repeated for every frame."""
     t_mid = (clips.shape[2] - 1) // 2
-    return clips[:, :, t_mid:t_mid + 1].expand_as(clips).clone()
+    return clips[:, :, t_mid : t_mid + 1].expand_as(clips).clone()
 
 
-def per_frame(metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], original: torch.Tensor,
-              reconstruction: torch.Tensor) -> torch.Tensor:
+def per_frame(
+    metric: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], original: torch.Tensor, reconstruction: torch.Tensor
+) -> torch.Tensor:
     """Apply a per-sample image metric of :mod:`lib.vae.losses` (``psnr``, ``ssim``: data range
     2 on [-1, 1], the same as peak 1 on [0, 1]) to every frame: (B, C, T, H, W) -> (B, T)."""
     b, _, t = original.shape[:3]
@@ -96,8 +107,15 @@ def frame_metrics(rec: Reconstruction, names: Sequence[str]) -> list[dict[str, o
         psnr_bt, ssim_bt = per_frame(psnr, rec.original, estimate), per_frame(ssim, rec.original, estimate)
         for i, name in enumerate(names):
             for t in range(rec.original.shape[2]):
-                rows.append({"clip": name, "method": method, "frame": t,
-                             "psnr": float(psnr_bt[i, t]), "ssim": float(ssim_bt[i, t])})
+                rows.append(
+                    {
+                        "clip": name,
+                        "method": method,
+                        "frame": t,
+                        "psnr": float(psnr_bt[i, t]),
+                        "ssim": float(ssim_bt[i, t]),
+                    }
+                )
     return rows
 
 
@@ -121,8 +139,25 @@ def compression_table(input_shape: Sequence[int], latent_shape: Sequence[int]) -
     """Values and bytes of one clip as pixels vs as latent. Shapes are per clip: (C, T, H, W)."""
     n_in, n_lat = math.prod(input_shape), math.prod(latent_shape)
     return [
-        {"representation": "pixels (uint8 RGB)", "shape": "x".join(map(str, input_shape)), "values": n_in, "bytes": n_in, "ratio_values": 1.0},
-        {"representation": "pixels (fp16)", "shape": "x".join(map(str, input_shape)), "values": n_in, "bytes": 2 * n_in, "ratio_values": 1.0},
-        {"representation": "latent (fp16)", "shape": "x".join(map(str, latent_shape)), "values": n_lat, "bytes": 2 * n_lat,
-         "ratio_values": round(n_in / n_lat, 1)},
+        {
+            "representation": "pixels (uint8 RGB)",
+            "shape": "x".join(map(str, input_shape)),
+            "values": n_in,
+            "bytes": n_in,
+            "ratio_values": 1.0,
+        },
+        {
+            "representation": "pixels (fp16)",
+            "shape": "x".join(map(str, input_shape)),
+            "values": n_in,
+            "bytes": 2 * n_in,
+            "ratio_values": 1.0,
+        },
+        {
+            "representation": "latent (fp16)",
+            "shape": "x".join(map(str, latent_shape)),
+            "values": n_lat,
+            "bytes": 2 * n_lat,
+            "ratio_values": round(n_in / n_lat, 1),
+        },
     ]

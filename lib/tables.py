@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-CAPTION_STYLE = [{"selector": "caption",
-                  "props": "caption-side: top; text-align: left; font-weight: bold; padding-bottom: 0.4em;"}]
+CAPTION_STYLE = [
+    {"selector": "caption", "props": "caption-side: top; text-align: left; font-weight: bold; padding-bottom: 0.4em;"}
+]
 METADATA_KEY = "latent_video_study"  # display metadata naming the run directory (see lib.lab)
 
 
@@ -52,7 +53,9 @@ def record_table(record: Any, caption: str, *, skip: tuple[str, ...] = ()) -> An
     import pandas as pd
 
     items = dataclasses.asdict(record) if dataclasses.is_dataclass(record) else dict(record)
-    rows = [{"field": str(k), "value": _short(v)} for k, v in items.items() if k not in skip and v not in (None, (), [], {})]
+    rows = [
+        {"field": str(k), "value": _short(v)} for k, v in items.items() if k not in skip and v not in (None, (), [], {})
+    ]
     return styled(pd.DataFrame(rows), caption, hide_index=True).set_properties(**{"text-align": "left"})
 
 
@@ -73,8 +76,10 @@ class Note:
 def run_note(run: Any) -> Note:
     """Where a notebook's results go, as one line (its metadata lets a saved notebook find it)."""
     path = Path(run.path)
-    return Note(f"Results of this run go to `{_display_path(path)}` (config.json, metrics.json, figures/).",
-                {METADATA_KEY: {"run_dir": str(path)}})
+    return Note(
+        f"Results of this run go to `{_display_path(path)}` (config.json, metrics.json, figures/).",
+        {METADATA_KEY: {"run_dir": str(path)}},
+    )
 
 
 def markdown(text: str) -> Note:

@@ -48,16 +48,20 @@ class WarmupCosine:
 
     def __post_init__(self) -> None:
         if self.warmup_steps < 0 or self.total_steps < 1:
-            raise ValueError(f"need warmup_steps >= 0 and total_steps >= 1, got {self.warmup_steps}, {self.total_steps}")
+            raise ValueError(
+                f"need warmup_steps >= 0 and total_steps >= 1, got {self.warmup_steps}, {self.total_steps}"
+            )
         if self.floor_fraction is not None and self.min_lr != self.lr * self.floor_fraction:
             raise ValueError(f"min_lr {self.min_lr} is not lr * floor_fraction ({self.lr} * {self.floor_fraction})")
 
     @classmethod
-    def with_floor_fraction(cls, lr: float, floor_fraction: float, *, warmup_steps: int, total_steps: int,
-                            hold_peak: bool = False) -> WarmupCosine:
+    def with_floor_fraction(
+        cls, lr: float, floor_fraction: float, *, warmup_steps: int, total_steps: int, hold_peak: bool = False
+    ) -> WarmupCosine:
         """The schedule whose floor is ``lr * floor_fraction`` (see the class docstring on why)."""
-        return cls(lr, lr * floor_fraction, warmup_steps, total_steps, hold_peak=hold_peak,
-                   floor_fraction=floor_fraction)
+        return cls(
+            lr, lr * floor_fraction, warmup_steps, total_steps, hold_peak=hold_peak, floor_fraction=floor_fraction
+        )
 
     @property
     def decay_start(self) -> int:
@@ -96,12 +100,20 @@ def capture_rng_state(streams: Collection[str] = ("torch", "cuda")) -> dict[str,
         state["cuda"] = list(torch.cuda.get_rng_state_all()) if torch.cuda.is_available() else []
     if "numpy" in streams:
         kind, keys, pos, has_gauss, cached = np.random.get_state()
-        state["numpy"] = {"kind": str(kind), "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-                          "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+        state["numpy"] = {
+            "kind": str(kind),
+            "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        }
     if "python" in streams:
         version, py_state, py_gauss = random.getstate()
-        state["python"] = {"version": int(version), "state": torch.tensor(py_state, dtype=torch.int64),
-                           "gauss": None if py_gauss is None else float(py_gauss)}
+        state["python"] = {
+            "version": int(version),
+            "state": torch.tensor(py_state, dtype=torch.int64),
+            "gauss": None if py_gauss is None else float(py_gauss),
+        }
     return state
 
 
@@ -116,24 +128,26 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(cuda_states)
     if "numpy" in state:
         n = state["numpy"]
-        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                             n["cached_gaussian"]))
+        np.random.set_state(
+            (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+        )
     if "python" in state:
         p = state["python"]
         random.setstate((p["version"], tuple(int(v) for v in p["state"].tolist()), p["gauss"]))
 
 
-def settings_differences(saved: Mapping[str, Any], asked: Mapping[str, Any], *,
-                         free: Collection[str] = ()) -> dict[str, tuple[Any, Any]]:
+def settings_differences(
+    saved: Mapping[str, Any], asked: Mapping[str, Any], *, free: Collection[str] = ()
+) -> dict[str, tuple[Any, Any]]:
     """``{key: (saved value, asked value)}`` for every key of ``asked`` (except ``free``: settings
     that may change between invocations) whose saved value differs; a key the saved record
     lacks counts as saved ``None``."""
-    return {key: (saved.get(key), value) for key, value in asked.items()
-            if key not in free and saved.get(key) != value}
+    return {key: (saved.get(key), value) for key, value in asked.items() if key not in free and saved.get(key) != value}
 
 
-def refuse_other_settings(differences: Mapping[str, tuple[Any, Any]],
-                          error: Callable[[Mapping[str, tuple[Any, Any]]], Exception]) -> None:
+def refuse_other_settings(
+    differences: Mapping[str, tuple[Any, Any]], error: Callable[[Mapping[str, tuple[Any, Any]]], Exception]
+) -> None:
     """Raise ``error(differences)`` when a run would resume with settings other than its own.
 
     Why a guard: the loops checkpoint optimizer moments, RNG states and the step, and a resume

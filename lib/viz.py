@@ -10,6 +10,8 @@ from lib.data.clips import ClipSpec
 from lib.data.ucf101 import VideoRecord
 from lib.data.video import iter_clips, tensor_to_frames
 
+DEFAULT_CLIP_SPEC = ClipSpec()  # the data layer's clips: 16 frames at 16 fps
+
 
 def pick_per_class(records: Sequence[VideoRecord], *, num_classes: int, per_class: int) -> list[list[VideoRecord]]:
     """The first ``per_class`` records (list order) of each of the first ``num_classes`` labels."""
@@ -26,7 +28,7 @@ def class_frame_grid(
     num_classes: int = 4,
     videos_per_class: int = 2,
     frames_shown: int = 4,
-    spec: ClipSpec = ClipSpec(),
+    spec: ClipSpec = DEFAULT_CLIP_SPEC,
 ):
     """One row per video: ``frames_shown`` evenly spaced frames of its centre clip, as sampled
     (16 frames at 16 fps by timestamp), with class, group and source frame index as titles."""
@@ -44,13 +46,17 @@ def class_frame_grid(
             ax.imshow(frames[pos])
             ax.set_xticks([])
             ax.set_yticks([])
-            ax.set_title(f"frame {clip.frame_indices[pos]} ({clip.start_time + pos / spec.target_fps:.2f}s)", fontsize=7)
+            ax.set_title(
+                f"frame {clip.frame_indices[pos]} ({clip.start_time + pos / spec.target_fps:.2f}s)", fontsize=7
+            )
         row[0].set_ylabel(f"{record.class_name}\ng{record.group:02d} c{record.clip_number:02d}", fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def reconstruction_strip(original, reconstruction, *, content_index: int, frames_shown: int = 8, title: str = "", psnr=None):
+def reconstruction_strip(
+    original, reconstruction, *, content_index: int, frames_shown: int = 8, title: str = "", psnr=None
+):
     """Two rows for one clip: original frames over reconstructed frames (``frames_shown``
     evenly spaced), the content frame outlined in orange; per-frame PSNR in the titles if given.
     ``original``/``reconstruction``: (C, T, H, W) in [-1, 1]."""
@@ -63,7 +69,7 @@ def reconstruction_strip(original, reconstruction, *, content_index: int, frames
     for col, t in enumerate(positions):
         for row, (label, clip) in enumerate((("original", original), ("reconstruction", reconstruction))):
             ax = axes[row, col]
-            ax.imshow(tensor_to_frames(clip[:, t:t + 1])[0])
+            ax.imshow(tensor_to_frames(clip[:, t : t + 1])[0])
             ax.set_xticks([])
             ax.set_yticks([])
             if t == content_index:
@@ -94,8 +100,14 @@ def per_frame_metric_plot(table, *, metrics: Sequence[str] = ("psnr", "ssim")):
     colours = {clip: f"C{i}" for i, clip in enumerate(dict.fromkeys(table["clip"]))}
     for ax, metric in zip(axes[0], metrics):
         for (clip, method), rows in table.groupby(["clip", "method"], sort=False):
-            ax.plot(rows["frame"], rows[metric], marker=".", linestyle="-" if method == "vae" else ":", color=colours[clip],
-                    label=f"{method}: {clip}")
+            ax.plot(
+                rows["frame"],
+                rows[metric],
+                marker=".",
+                linestyle="-" if method == "vae" else ":",
+                color=colours[clip],
+                label=f"{method}: {clip}",
+            )
         ax.set_xlabel("frame")
         ax.set_ylabel(units.get(metric, metric.upper()))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -138,9 +150,9 @@ def scrub_view(original, reconstruction, latent, *, frame: int, channel: int):
     num_frames, steps = original.shape[1], latent.shape[1]
     step = min(frame * steps // num_frames, steps - 1)  # latent step t' covers frames [t'*T/T', (t'+1)*T/T')
     fig, axes = plt.subplots(1, 3, figsize=(10, 2.8))
-    axes[0].imshow(tensor_to_frames(original[:, frame:frame + 1])[0])
+    axes[0].imshow(tensor_to_frames(original[:, frame : frame + 1])[0])
     axes[0].set_title(f"original, frame {frame}", fontsize=8)
-    axes[1].imshow(tensor_to_frames(reconstruction[:, frame:frame + 1])[0])
+    axes[1].imshow(tensor_to_frames(reconstruction[:, frame : frame + 1])[0])
     axes[1].set_title("reconstruction", fontsize=8)
     image = axes[2].imshow(latent[channel, step].numpy(), cmap="coolwarm")
     axes[2].set_title(f"latent channel {channel}, step {step}", fontsize=8)
@@ -172,10 +184,15 @@ def latent_scrubber(original, reconstruction, latent):
 
     def redraw(_change: object = None) -> None:
         frame, channel = frame_slider.value, channel_slider.value
-        show_figure(output, scrub_view(original, reconstruction, latent, frame=frame, channel=channel),
-                    text=f"scrubber view: frame {frame}, channel {channel}")
+        show_figure(
+            output,
+            scrub_view(original, reconstruction, latent, frame=frame, channel=channel),
+            text=f"scrubber view: frame {frame}, channel {channel}",
+        )
 
     frame_slider.observe(redraw, names="value")
     channel_slider.observe(redraw, names="value")
     view = widgets.VBox([widgets.HBox([frame_slider, channel_slider]), output])
-    return InteractiveView(view, picture, "latent scrubber (frame and channel sliders); static view: frame 0, channel 0")
+    return InteractiveView(
+        view, picture, "latent scrubber (frame and channel sliders); static view: frame 0, channel 0"
+    )

@@ -60,8 +60,14 @@ class TinyNet(nn.Module):
 
     def __init__(self, in_features: int = math.prod(SHAPE), num_classes: int = NUM_CLASSES) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, 32), nn.BatchNorm1d(32), nn.ReLU(),
-                                 nn.Dropout(0.3), nn.Linear(32, num_classes))
+        self.net = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(in_features, 32),
+            nn.BatchNorm1d(32),
+            nn.ReLU(),
+            nn.Dropout(0.3),
+            nn.Linear(32, num_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -95,8 +101,14 @@ def splits() -> dict[str, TensorClips]:
 def test_fit_learns_a_separable_task(tmp_path: Path, splits: dict[str, TensorClips]) -> None:
     torch.manual_seed(0)
     model = TinyNet()
-    result = train_and_evaluate(model, train=splits["train"], val=splits["val"], test=splits["test"],
-                                config=fast_config(label_smoothing=0.1), run_dir=tmp_path)
+    result = train_and_evaluate(
+        model,
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        config=fast_config(label_smoothing=0.1),
+        run_dir=tmp_path,
+    )
     test = result.splits["test"]
     assert test["video"]["top1"] >= 0.9 and test["clip"]["top1"] >= 0.8, test["video"]
     assert result.metrics["fit"]["epochs_completed"] == 6 and result.fit.best_epoch is not None
@@ -113,7 +125,9 @@ def _deterministic_columns(path: Path) -> list[list[str]]:
     return [[line.split(",")[i] for i in keep] for line in lines]
 
 
-def test_resume_after_interruption_gives_identical_weights_and_history(tmp_path: Path, splits: dict[str, TensorClips]) -> None:
+def test_resume_after_interruption_gives_identical_weights_and_history(
+    tmp_path: Path, splits: dict[str, TensorClips]
+) -> None:
     config = fast_config(mixup_alpha=0.4, label_smoothing=0.1, augment=noisy_augment, grad_clip=0.5)
 
     torch.manual_seed(1)
@@ -153,14 +167,18 @@ def test_resume_after_interruption_gives_identical_weights_and_history(tmp_path:
     assert again.epochs_completed == 6 and len(history.read_text().strip().splitlines()) == 7
 
 
-def test_resume_refuses_other_settings_and_fresh_run_refuses_existing_dir(tmp_path: Path, splits: dict[str, TensorClips]) -> None:
+def test_resume_refuses_other_settings_and_fresh_run_refuses_existing_dir(
+    tmp_path: Path, splits: dict[str, TensorClips]
+) -> None:
     config = fast_config(epochs=2)
     fit(TinyNet(), splits["train"], splits["val"], config, tmp_path)
     with pytest.raises(RunMismatchError, match="lr"):
         fit(TinyNet(), splits["train"], splits["val"], config.replace(lr=1e-4), tmp_path)
     with pytest.raises(RunMismatchError, match="resume=True"):
         fit(TinyNet(), splits["train"], splits["val"], config, tmp_path, resume=False)
-    fit(TinyNet(), splits["train"], splits["val"], config.replace(device="cpu", progress=False), tmp_path)  # free fields ok
+    fit(
+        TinyNet(), splits["train"], splits["val"], config.replace(device="cpu", progress=False), tmp_path
+    )  # free fields ok
 
 
 class ExplodesAfter(TinyNet):
@@ -179,7 +197,9 @@ class ExplodesAfter(TinyNet):
         return out
 
 
-def test_nan_loss_raises_clear_error_and_keeps_last_good_checkpoint(tmp_path: Path, splits: dict[str, TensorClips]) -> None:
+def test_nan_loss_raises_clear_error_and_keeps_last_good_checkpoint(
+    tmp_path: Path, splits: dict[str, TensorClips]
+) -> None:
     steps_per_epoch = len(splits["train"]) // 32
     model = ExplodesAfter(after=2 * steps_per_epoch + 2)  # epoch 3, step 2
     with pytest.raises(TrainingDivergedError) as info:
@@ -188,7 +208,9 @@ def test_nan_loss_raises_clear_error_and_keeps_last_good_checkpoint(tmp_path: Pa
     assert "epoch 3" in message and f"step {2 * steps_per_epoch + 2}" in message and "lower lr" in message
     assert str(tmp_path / "last.pt") in message and info.value.last_good_checkpoint == tmp_path / "last.pt"
     saved = load_checkpoint(tmp_path / "last.pt")
-    assert saved["epoch"] == 2 and all(torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point())
+    assert saved["epoch"] == 2 and all(
+        torch.isfinite(v).all() for v in saved["model"].values() if v.is_floating_point()
+    )
     assert len((tmp_path / "history.csv").read_text().strip().splitlines()) == 1 + 2
 
 
@@ -202,7 +224,9 @@ def test_nan_in_the_inputs_is_named_as_the_cause(tmp_path: Path) -> None:
 
 def test_shape_mismatch_is_a_clear_error(tmp_path: Path, splits: dict[str, TensorClips]) -> None:
     wrong = TinyNet(in_features=5 * 2 * 2 * 3)
-    with pytest.raises(InputMismatchError, match=r"toy train.*TinyNet cannot take inputs of shape \[\(4, 2, 2, 3\)\].*input_shape"):
+    with pytest.raises(
+        InputMismatchError, match=r"toy train.*TinyNet cannot take inputs of shape \[\(4, 2, 2, 3\)\].*input_shape"
+    ):
         fit(wrong, splits["train"], splits["val"], fast_config(epochs=1), tmp_path)
     with pytest.raises(InputMismatchError, match="labels go up to 3 but the model has 2 outputs"):
         fit(TinyNet(num_classes=2), splits["train"], None, fast_config(epochs=1), tmp_path / "b")
@@ -235,11 +259,19 @@ class SpySource:
 def test_test_split_is_scored_once_and_never_during_fit(tmp_path: Path, splits: dict[str, TensorClips]) -> None:
     test = SpySource(splits["test"])
     seen_during_fit: list[int] = []
-    result = train_and_evaluate(TinyNet(), train=splits["train"], val=splits["val"], test=test, config=fast_config(epochs=3),
-                                run_dir=tmp_path, on_epoch_end=lambda row: seen_during_fit.append(test.iterations))
+    result = train_and_evaluate(
+        TinyNet(),
+        train=splits["train"],
+        val=splits["val"],
+        test=test,
+        config=fast_config(epochs=3),
+        run_dir=tmp_path,
+        on_epoch_end=lambda row: seen_during_fit.append(test.iterations),
+    )
     assert seen_during_fit == [0, 0, 0] and test.iterations == 1 and not result.reused
-    again = train_and_evaluate(TinyNet(), train=splits["train"], val=splits["val"], test=test, config=fast_config(epochs=3),
-                               run_dir=tmp_path)
+    again = train_and_evaluate(
+        TinyNet(), train=splits["train"], val=splits["val"], test=test, config=fast_config(epochs=3), run_dir=tmp_path
+    )
     assert again.reused and test.iterations == 1 and again.metrics == result.metrics
     with pytest.raises(InputMismatchError, match="fit\\(\\) never sees the test split"):
         fit(TinyNet(), splits["test"], None, fast_config(epochs=1), tmp_path / "x")
@@ -321,22 +353,40 @@ class TinyFactory:
             raise KeyError(f"{name!r} (known: ['tiny'])")
         return SimpleNamespace(family="conv3d", input_kind="latent", origin="ours", recipe={"lr": 3e-3})
 
-    def build(self, name: str, *, num_classes: int, input_shape: tuple[int, ...], origin: str | None, **overrides: Any) -> nn.Module:
+    def build(
+        self, name: str, *, num_classes: int, input_shape: tuple[int, ...], origin: str | None, **overrides: Any
+    ) -> nn.Module:
         self.builds += 1
         return TinyNet(in_features=math.prod(input_shape), num_classes=num_classes)
 
 
 def toy_data(splits: dict[str, TensorClips]) -> ExperimentData:
-    return ExperimentData(splits["train"], splits["val"], splits["test"], [f"c{i}" for i in range(NUM_CLASSES)], "latent",
-                          "/caches/toy", encode_seconds_per_clip=0.5, encode_seconds_total=60.0)
+    return ExperimentData(
+        splits["train"],
+        splits["val"],
+        splits["test"],
+        [f"c{i}" for i in range(NUM_CLASSES)],
+        "latent",
+        "/caches/toy",
+        encode_seconds_per_clip=0.5,
+        encode_seconds_total=60.0,
+    )
 
 
-def test_run_experiment_trains_seeds_aggregates_and_skips_finished_ones(tmp_path: Path, splits: dict[str, TensorClips]) -> None:
+def test_run_experiment_trains_seeds_aggregates_and_skips_finished_ones(
+    tmp_path: Path, splits: dict[str, TensorClips]
+) -> None:
     from lib.classify.experiment import ExperimentSpec, collect_results, run_experiment
 
     factory = TinyFactory()
-    kwargs = dict(model_name="tiny", run_dir=tmp_path, data=toy_data(splits), seeds=(0, 1), models=factory,
-                  train_config={"epochs": 3, "batch_size": 32, "progress": False, "device": "cpu"})
+    kwargs = dict(
+        model_name="tiny",
+        run_dir=tmp_path,
+        data=toy_data(splits),
+        seeds=(0, 1),
+        models=factory,
+        train_config={"epochs": 3, "batch_size": 32, "progress": False, "device": "cpu"},
+    )
     result = run_experiment(ExperimentSpec(**kwargs, measure_inference_speed=False, figures=False))
     assert factory.builds == 2
     for seed in (0, 1):
@@ -363,23 +413,44 @@ def test_run_experiment_input_errors_name_the_cache_and_model(tmp_path: Path, sp
     def run_experiment(**fields: Any) -> Any:
         return run_spec(ExperimentSpec(**fields))
 
-    base = dict(run_dir=tmp_path, data=toy_data(splits), seeds=(0,), models=TinyFactory(),
-                train_config={"epochs": 1, "progress": False, "device": "cpu"}, measure_inference_speed=False, figures=False)
+    base = dict(
+        run_dir=tmp_path,
+        data=toy_data(splits),
+        seeds=(0,),
+        models=TinyFactory(),
+        train_config={"epochs": 1, "progress": False, "device": "cpu"},
+        measure_inference_speed=False,
+        figures=False,
+    )
     with pytest.raises(UnknownNameError, match="unknown model name 'resnet'.*known: \\['tiny'\\]"):
         run_experiment(model_name="resnet", **base)
-    with pytest.raises(InputMismatchError, match=r"/caches/toy: clips have shape \(4, 2, 2, 3\) but model 'tiny' is configured for input_shape \(16, 4, 7, 9\)"):
+    with pytest.raises(
+        InputMismatchError,
+        match=r"/caches/toy: clips have shape \(4, 2, 2, 3\) but model 'tiny' is configured for "
+        r"input_shape \(16, 4, 7, 9\)",
+    ):
         run_experiment(model_name="tiny", expected_input_shape=(16, 4, 7, 9), **base)
-    with pytest.raises(InputMismatchError, match="/data/ucf101: model 'tiny' takes 'latent' inputs from a latent cache"):
+    with pytest.raises(
+        InputMismatchError, match="/data/ucf101: model 'tiny' takes 'latent' inputs from a latent cache"
+    ):
         run_experiment(model_name="tiny", **{**base, "data": None}, data_root="/data/ucf101")
     pixel_factory = TinyFactory()
     pixel_factory.info = lambda name, origin: SimpleNamespace(family="pixel", input_kind="pixels", recipe={})  # type: ignore[method-assign]
-    with pytest.raises(InputMismatchError, match="/caches/toy: provides 'latent' inputs but model 'tiny' takes 'pixels'"):
+    with pytest.raises(
+        InputMismatchError, match="/caches/toy: provides 'latent' inputs but model 'tiny' takes 'pixels'"
+    ):
         run_experiment(model_name="tiny", **{**base, "models": pixel_factory})
     run_experiment(model_name="tiny", **base)
-    other = {name: TensorClips((torch.randn(len(s), 4, 2, 3, 3).half(),), s.labels, s.video_index, split=name)
-             for name, s in splits.items()}
-    other_data = ExperimentData(other["train"], other["val"], other["test"], ["a", "b", "c", "d"], "latent", "/caches/other")
-    with pytest.raises(InputMismatchError, match=r"/caches/other: .*model 'tiny' in .*seed0 was trained on \[\[4, 2, 2, 3\]\]"):
+    other = {
+        name: TensorClips((torch.randn(len(s), 4, 2, 3, 3).half(),), s.labels, s.video_index, split=name)
+        for name, s in splits.items()
+    }
+    other_data = ExperimentData(
+        other["train"], other["val"], other["test"], ["a", "b", "c", "d"], "latent", "/caches/other"
+    )
+    with pytest.raises(
+        InputMismatchError, match=r"/caches/other: .*model 'tiny' in .*seed0 was trained on \[\[4, 2, 2, 3\]\]"
+    ):
         run_experiment(model_name="tiny", **{**base, "data": other_data, "seeds": (0, 1)})
 
 
@@ -421,7 +492,11 @@ def test_pixel_clip_dataset_decodes_lossless_video_with_and_without_workers(tmp_
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, size=(20, 48, 64, 3), dtype=np.uint8)
     paths = [write_video(tmp_path / f"v{i}.avi", np.roll(frames, i, axis=0), fps=16, codec="ffv1") for i in range(2)]
-    items = [PixelClipItem(paths[v], tuple(range(start, start + 8)), label=v, video_index=v) for v in (0, 1) for start in (0, 10)]
+    items = [
+        PixelClipItem(paths[v], tuple(range(start, start + 8)), label=v, video_index=v)
+        for v in (0, 1)
+        for start in (0, 10)
+    ]
     policy = CropPolicy(short_side=32, crop=(32, 40))
     dataset = PixelClipDataset(items, policy, augment=True)
     clip, label, video = PixelClipDataset(items, policy)[3]
@@ -434,8 +509,17 @@ def test_pixel_clip_dataset_decodes_lossless_video_with_and_without_workers(tmp_
     for workers in (0, 2):
         source = PixelClips(dataset, split="train", num_workers=workers)
         evaluated = torch.cat([b.inputs[0] for b in source.batches(3, shuffle=False, generator=None, device=device)])
-        augmented = [b for b in source.batches(3, shuffle=True, generator=torch.Generator().manual_seed(5), device=device, train=True)]
-        results[workers] = (evaluated, torch.cat([b.inputs[0] for b in augmented]), torch.cat([b.labels for b in augmented]))
+        augmented = [
+            b
+            for b in source.batches(
+                3, shuffle=True, generator=torch.Generator().manual_seed(5), device=device, train=True
+            )
+        ]
+        results[workers] = (
+            evaluated,
+            torch.cat([b.inputs[0] for b in augmented]),
+            torch.cat([b.labels for b in augmented]),
+        )
     assert torch.equal(results[0][0][3], expected)  # evaluation: centre crop, no flip
     for a, b in zip(results[0], results[2]):
         assert torch.equal(a, b)  # same clips, same crops and flips for any worker count
@@ -455,13 +539,19 @@ def test_pixel_bank_holds_the_streamed_clips_and_augments_within_the_frame(tmp_p
     rng = np.random.default_rng(1)
     frames = rng.integers(0, 256, size=(20, 48, 64, 3), dtype=np.uint8)
     paths = [write_video(tmp_path / f"v{i}.avi", np.roll(frames, i, axis=1), fps=16, codec="ffv1") for i in range(2)]
-    items = [PixelClipItem(paths[v], tuple(range(start, start + 8)), label=v, video_index=v) for v in (0, 1) for start in (0, 10)]
+    items = [
+        PixelClipItem(paths[v], tuple(range(start, start + 8)), label=v, video_index=v)
+        for v in (0, 1)
+        for start in (0, 10)
+    ]
     # no resize (short_side None): the stored frames are the decoded pixels exactly
     policy = CropPolicy(short_side=None, crop=(32, 40))
     device = torch.device("cpu")
     stream = PixelClips(PixelClipDataset(items, policy, augment=True, flip=False), split="train")
     bank = PixelBankClips(stream, num_workers=2)
-    assert tuple(bank.clips.shape) == (4, 3, 8, 48, 64) and bank.clips.dtype == torch.uint8  # whole frames kept for crops
+    assert (
+        tuple(bank.clips.shape) == (4, 3, 8, 48, 64) and bank.clips.dtype == torch.uint8
+    )  # whole frames kept for crops
     assert bank.input_shapes() == ((3, 8, 32, 40),) and bank.input_bytes_per_clip() == 3 * 8 * 32 * 40
     streamed = torch.cat([b.inputs[0] for b in stream.batches(3, shuffle=False, generator=None, device=device)])
     banked = torch.cat([b.inputs[0] for b in bank.batches(3, shuffle=False, generator=None, device=device)])
@@ -490,24 +580,56 @@ def test_figures_and_cost_table(tmp_path: Path, splits: dict[str, TensorClips]) 
     from lib.classify.cost import CostRow, cost_table, measure_inference
     from lib.classify.plots import plot_accuracy_vs_cost, read_history, save_run_figures
 
-    result = train_and_evaluate(TinyNet(), train=splits["train"], val=splits["val"], test=splits["test"],
-                                config=fast_config(epochs=2), run_dir=tmp_path, class_names=["a", "b", "c", "d"])
+    result = train_and_evaluate(
+        TinyNet(),
+        train=splits["train"],
+        val=splits["val"],
+        test=splits["test"],
+        config=fast_config(epochs=2),
+        run_dir=tmp_path,
+        class_names=["a", "b", "c", "d"],
+    )
     paths = save_run_figures(tmp_path, result.metrics)
-    assert sorted(p.name for p in paths) == ["confusion_test_video.png", "learning_curves.png", "per_class_test_video.png"]
+    assert sorted(p.name for p in paths) == [
+        "confusion_test_video.png",
+        "learning_curves.png",
+        "per_class_test_video.png",
+    ]
     assert all(p.stat().st_size > 1000 for p in paths)
     history = read_history(tmp_path / "history.csv")
     assert [row["epoch"] for row in history] == [1.0, 2.0] and history[0]["val_video_top1"] is not None
-    fig = plot_accuracy_vs_cost([{"model": "tiny", "input_kind": "latent", "flops_per_clip": 1e4, "test_video_top1": 0.9,
-                                  "test_video_top1_std": 0.01},
-                                 {"model": "pix", "input_kind": "pixels", "flops_per_clip": 1e9, "test_video_top1": 0.8}])
+    fig = plot_accuracy_vs_cost(
+        [
+            {
+                "model": "tiny",
+                "input_kind": "latent",
+                "flops_per_clip": 1e4,
+                "test_video_top1": 0.9,
+                "test_video_top1_std": 0.01,
+            },
+            {"model": "pix", "input_kind": "pixels", "flops_per_clip": 1e9, "test_video_top1": 0.8},
+        ]
+    )
     assert fig.axes[0].get_xscale() == "log"
 
     speed = measure_inference(TinyNet(), [SHAPE], batch_size=64, warmup=1, min_seconds=0.05)
     assert speed > 0
-    row = CostRow(model="tiny", input_kind="latent", params=1234, flops_per_clip=5_000_000, train_seconds=12.5,
-                  seconds_per_epoch=2.5, epochs=5, inference_clips_per_s=speed, eval_clips_per_s=None,
-                  input_bytes_per_clip=8064, encode_seconds_per_clip=0.04, encode_seconds_total=400.0, device="cpu",
-                  machine="test machine")
+    row = CostRow(
+        model="tiny",
+        input_kind="latent",
+        params=1234,
+        flops_per_clip=5_000_000,
+        train_seconds=12.5,
+        seconds_per_epoch=2.5,
+        epochs=5,
+        inference_clips_per_s=speed,
+        eval_clips_per_s=None,
+        input_bytes_per_clip=8064,
+        encode_seconds_per_clip=0.04,
+        encode_seconds_total=400.0,
+        device="cpu",
+        machine="test machine",
+    )
     table = cost_table([row])
     assert "| tiny | latent | 1.23 k | 5.00 MFLOP | 12.5 s | 2.50 |" in table and "8.06 kB" in table
     assert "Measured on: test machine" in table
@@ -532,19 +654,47 @@ def test_with_the_model_registry(tmp_path: Path) -> None:
         x[torch.arange(len(labels)), labels] += 1.0
         return TensorClips((x.half(),), labels, video_index, split=split, source=f"latents {split}")
 
-    data = ExperimentData(latent_split(60, 0, "train"), latent_split(12, 1, "val"), latent_split(12, 2, "test"),
-                          ["a", "b", "c", "d"], "latent", "/caches/latent16")
-    result = run_experiment(model_name="conv3d_paper", run_dir=tmp_path, data=data, seeds=(0,), measure_inference_speed=False,
-                            figures=False, train_config={"epochs": 5, "batch_size": 16, "progress": False, "device": "cpu"})
+    data = ExperimentData(
+        latent_split(60, 0, "train"),
+        latent_split(12, 1, "val"),
+        latent_split(12, 2, "test"),
+        ["a", "b", "c", "d"],
+        "latent",
+        "/caches/latent16",
+    )
+    result = run_experiment(
+        model_name="conv3d_paper",
+        run_dir=tmp_path,
+        data=data,
+        seeds=(0,),
+        measure_inference_speed=False,
+        figures=False,
+        train_config={"epochs": 5, "batch_size": 16, "progress": False, "device": "cpu"},
+    )
     assert result.accuracy("test")[0] >= 0.75
     # A finished seed is reused for the same settings (device may differ) but never for others.
-    again = run_experiment(model_name="conv3d_paper", run_dir=tmp_path, data=data, seeds=(0,), measure_inference_speed=False,
-                           figures=False, train_config={"epochs": 5, "batch_size": 16, "progress": True, "device": "cpu"})
+    again = run_experiment(
+        model_name="conv3d_paper",
+        run_dir=tmp_path,
+        data=data,
+        seeds=(0,),
+        measure_inference_speed=False,
+        figures=False,
+        train_config={"epochs": 5, "batch_size": 16, "progress": True, "device": "cpu"},
+    )
     assert again.accuracy("test") == result.accuracy("test")
     with pytest.raises(ActionableError, match="other training settings.*batch_size"):
-        run_experiment(model_name="conv3d_paper", run_dir=tmp_path, data=data, seeds=(0,), measure_inference_speed=False,
-                       figures=False, train_config={"epochs": 5, "batch_size": 8, "progress": False, "device": "cpu"})
-    assert result.cost["flops_per_clip"] == models.forward_flops(models.build_model(
-        "conv3d_paper", num_classes=4, input_shape=(16, 4, 2, 3)), [(16, 4, 2, 3)])
+        run_experiment(
+            model_name="conv3d_paper",
+            run_dir=tmp_path,
+            data=data,
+            seeds=(0,),
+            measure_inference_speed=False,
+            figures=False,
+            train_config={"epochs": 5, "batch_size": 8, "progress": False, "device": "cpu"},
+        )
+    assert result.cost["flops_per_clip"] == models.forward_flops(
+        models.build_model("conv3d_paper", num_classes=4, input_shape=(16, 4, 2, 3)), [(16, 4, 2, 3)]
+    )
     with pytest.raises(ActionableError, match="unknown model name 'conv9d'.*conv3d_paper"):
         run_experiment(model_name="conv9d", run_dir=tmp_path, data=data, seeds=(0,), origin="params/default.yaml")

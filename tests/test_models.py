@@ -155,7 +155,7 @@ def test_transformer_paper_keeps_only_the_class_token() -> None:
         model = build_model("transformer_paper", num_classes=10, input_shape=UCF_LATENT, token=token).eval()
         assert model.pos_embed.shape[1] == n_tokens + 1
         seen: list[torch.Tensor] = []
-        model.head_drop.register_forward_hook(lambda _m, inp, _out: seen.append(inp[0]))
+        model.head_drop.register_forward_hook(lambda _m, inp, _out, seen=seen: seen.append(inp[0]))
         x = torch.randn(2, *UCF_LATENT)
         with torch.no_grad():
             model(x)

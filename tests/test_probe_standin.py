@@ -48,7 +48,17 @@ def test_standin_record_matches_the_shipped_file_and_holds_provenance() -> None:
     record = read_record()
     assert record["file"] == STANDIN_FILE.name and record["sha256"] == file_sha256(STANDIN_FILE)
     assert STANDIN_FILE.stat().st_size < 16 * 2**20  # a few MB of fp16
-    for key in ("command", "commit", "train_preset", "seed", "data", "steps", "train_wall_time_s", "machine", "quality"):
+    for key in (
+        "command",
+        "commit",
+        "train_preset",
+        "seed",
+        "data",
+        "steps",
+        "train_wall_time_s",
+        "machine",
+        "quality",
+    ):
         assert key in record, key
     assert record["data"]["pool_generator"] == "lib.data.synth_pool"
     assert record["quality"]["latent_probe"]["val_accuracy"] > record["quality"]["pooled_pixels_probe"]["val_accuracy"]
@@ -84,14 +94,20 @@ def test_a_damaged_standin_is_refused_naming_the_file_and_the_fix(tmp_path: Path
 
 # --- the README verifier ------------------------------------------------------------------------------
 def test_verify_parses_values_and_applies_the_tolerance() -> None:
-    assert parse_value("60.1 ± 1.4") == (60.1, 1.4) and parse_value("83.9") == (83.9, None) and parse_value("n/a") is None
-    readme = [{"model": "a", "input": "latent", "test (video)": "50.0 ± 1.0"},
-              {"model": "b", "input": "latent", "test (video)": "70.0 ± 0.5"},
-              {"model": "px", "input": "pixels", "test (video)": "80.0"}]
-    run = [{"model": "a", "input": "latent", "test (video)": "51.5 ± 0.8"},
-           {"model": "b", "input": "latent", "test (video)": "72.0 ± 0.5"},
-           {"model": "px", "input": "pixels", "test (video)": "77.5"},
-           {"model": "new", "input": "latent", "test (video)": "10.0"}]
+    assert (
+        parse_value("60.1 ± 1.4") == (60.1, 1.4) and parse_value("83.9") == (83.9, None) and parse_value("n/a") is None
+    )
+    readme = [
+        {"model": "a", "input": "latent", "test (video)": "50.0 ± 1.0"},
+        {"model": "b", "input": "latent", "test (video)": "70.0 ± 0.5"},
+        {"model": "px", "input": "pixels", "test (video)": "80.0"},
+    ]
+    run = [
+        {"model": "a", "input": "latent", "test (video)": "51.5 ± 0.8"},
+        {"model": "b", "input": "latent", "test (video)": "72.0 ± 0.5"},
+        {"model": "px", "input": "pixels", "test (video)": "77.5"},
+        {"model": "new", "input": "latent", "test (video)": "10.0"},
+    ]
     checks = {c.model: c for c in compare(readme, run)}
     assert checks["a"].agrees and checks["a"].tolerance == 2.0  # |1.5| <= 2 x max(1.0, 0.8)
     assert not checks["b"].agrees  # 2.0 > 2 x 0.5
@@ -102,4 +118,3 @@ def test_verify_parses_values_and_applies_the_tolerance() -> None:
 def test_verify_reads_the_readme_table() -> None:
     rows = readme_table(REPO_ROOT / "README.md")
     assert rows and all("test (video)" in r and "model" in r for r in rows)
-

@@ -243,7 +243,9 @@ def test_unexpected_key_is_an_error(tmp_path: Path, state: dict[str, torch.Tenso
 
 
 @pytest.mark.slow
-def test_encoder_parts_ignore_decoder_keys_but_need_encoder_keys(tmp_path: Path, state: dict[str, torch.Tensor]) -> None:
+def test_encoder_parts_ignore_decoder_keys_but_need_encoder_keys(
+    tmp_path: Path, state: dict[str, torch.Tensor]
+) -> None:
     full = tmp_path / f"{PRESET}.ckpt"
     torch.save({"state_dict": state}, full)
     vae = load_reducio(full, parts="encoder")
@@ -260,8 +262,9 @@ def test_encoder_parts_ignore_decoder_keys_but_need_encoder_keys(tmp_path: Path,
         load_reducio(tmp_path / "no-quant.pt", variant=PRESET, parts="encoder")
 
 
-def test_tensors_not_in_the_state_dict_are_materialised(tmp_path: Path, state: dict[str, torch.Tensor],
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tensors_not_in_the_state_dict_are_materialised(
+    tmp_path: Path, state: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Meta-device construction must not leave a non-persistent buffer on meta (it is not in any file)."""
     import lib.vae.loading as loading
 
@@ -293,7 +296,9 @@ def test_truncated_files_are_reported_not_crashed(tmp_path: Path, state: dict[st
 def test_no_state_dict_inside(tmp_path: Path) -> None:
     path = tmp_path / "hparams.ckpt"
     torch.save({"epoch": 1, "hyper_parameters": {"lr": 1e-4}}, path)
-    with pytest.raises(CorruptCheckpointError, match=r"holds no state dict: a dict with keys \['epoch', 'hyper_parameters'\]"):
+    with pytest.raises(
+        CorruptCheckpointError, match=r"holds no state dict: a dict with keys \['epoch', 'hyper_parameters'\]"
+    ):
         load_reducio(path, variant=PRESET)
 
 
@@ -369,9 +374,13 @@ def test_malicious_pickle_refused_and_not_executed(tmp_path: Path, state: dict[s
 
 
 @pytest.mark.parametrize("module", [__name__, "ldm.util"])
-def test_custom_class_pickle_loads_and_is_reported(tmp_path: Path, state: dict[str, torch.Tensor],
-                                                   monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-                                                   module: str) -> None:
+def test_custom_class_pickle_loads_and_is_reported(
+    tmp_path: Path,
+    state: dict[str, torch.Tensor],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    module: str,
+) -> None:
     import logging
 
     marker = tmp_path / "PWNED"
@@ -425,9 +434,17 @@ class ContainerMetadata:
         import collections
         import typing
 
-        self.__dict__.update(ref_type=typing.Any, object_type=object_type, optional=True, key=key, flags={},
-                             flags_root=False, resolver_cache=collections.defaultdict(dict), key_type=typing.Any,
-                             element_type=typing.Any)
+        self.__dict__.update(
+            ref_type=typing.Any,
+            object_type=object_type,
+            optional=True,
+            key=key,
+            flags={},
+            flags_root=False,
+            resolver_cache=collections.defaultdict(dict),
+            key_type=typing.Any,
+            element_type=typing.Any,
+        )
 
     def __setstate__(self, state: dict) -> None:
         _touch_marker("ContainerMetadata.__setstate__ ran")
@@ -448,8 +465,9 @@ class DictConfig:
 
     def __init__(self, content: dict, key: object = None, parent: object = None) -> None:
         self.__dict__.update(_metadata=ContainerMetadata(key, dict), _parent=parent, _flags_cache=None)
-        self.__dict__["_content"] = {k: DictConfig(v, k, self) if isinstance(v, dict) else AnyNode(v, k, self)
-                                     for k, v in content.items()}
+        self.__dict__["_content"] = {
+            k: DictConfig(v, k, self) if isinstance(v, dict) else AnyNode(v, k, self) for k, v in content.items()
+        }
 
     def __getstate__(self) -> dict:
         return dict(self.__dict__)
@@ -471,8 +489,11 @@ class ModelCheckpoint:
 
 
 _LOOKALIKES = {
-    ContainerMetadata: "omegaconf.base", AnyNode: "omegaconf.nodes", DictConfig: "omegaconf.dictconfig",
-    AttributeDict: "pytorch_lightning.utilities.parsing", ModelCheckpoint: "pytorch_lightning.callbacks.model_checkpoint",
+    ContainerMetadata: "omegaconf.base",
+    AnyNode: "omegaconf.nodes",
+    DictConfig: "omegaconf.dictconfig",
+    AttributeDict: "pytorch_lightning.utilities.parsing",
+    ModelCheckpoint: "pytorch_lightning.callbacks.model_checkpoint",
 }
 for _cls, _module in _LOOKALIKES.items():
     _cls.__module__ = _module
@@ -529,8 +550,13 @@ def save_as_lightning(path: Path, ckpt: dict, monkeypatch: pytest.MonkeyPatch, *
     return path
 
 
-def lightning_ckpt(state: dict[str, torch.Tensor], *, hparams: object = None, callback_state: object = None,
-                   optimizer_extra: object = None) -> dict:
+def lightning_ckpt(
+    state: dict[str, torch.Tensor],
+    *,
+    hparams: object = None,
+    callback_state: object = None,
+    optimizer_extra: object = None,
+) -> dict:
     """A checkpoint laid out like Lightning 1.x writes them (the official training code's format)."""
     if hparams is None:
         hparams = DictConfig({"embed_dim": 16, "ddconfig": {"ch": 32, "f_t": 2}, "monitor": "val/rec_loss"})
@@ -542,32 +568,54 @@ def lightning_ckpt(state: dict[str, torch.Tensor], *, hparams: object = None, ca
         "global_step": 1200,
         "pytorch-lightning_version": "1.4.2",
         "state_dict": {**state, "loss.logvar": torch.zeros(())},
-        "callbacks": {ModelCheckpoint: callback_state if callback_state is not None else
-                      {"monitor": "val/rec_loss", "best_model_score": torch.tensor(0.1), "dirpath": "/runs/ckpts"}},
+        "callbacks": {
+            ModelCheckpoint: callback_state
+            if callback_state is not None
+            else {"monitor": "val/rec_loss", "best_model_score": torch.tensor(0.1), "dirpath": "/runs/ckpts"}
+        },
         "loops": {"fit_loop": {"state_dict": {}, "epoch_loop.state_dict": {"_batches_that_stepped": 1200}}},
-        "optimizer_states": [{"state": {0: {"step": torch.tensor(1200.0), "exp_avg": torch.zeros(4),
-                                            "exp_avg_sq": torch.zeros(4)}}, "param_groups": [param_group]}],
+        "optimizer_states": [
+            {
+                "state": {0: {"step": torch.tensor(1200.0), "exp_avg": torch.zeros(4), "exp_avg_sq": torch.zeros(4)}},
+                "param_groups": [param_group],
+            }
+        ],
         "lr_schedulers": [{"base_lrs": [4.5e-6], "last_epoch": 3, "_step_count": 4, "lr_lambdas": [None]}],
         "hyper_parameters": hparams,
     }
 
 
-@pytest.mark.parametrize("hparams_kind,layout", [("omegaconf", "zip"), ("omegaconf", "legacy"), ("argparse", "zip"),
-                                                 ("attributedict", "zip")])
+@pytest.mark.parametrize(
+    "hparams_kind,layout",
+    [("omegaconf", "zip"), ("omegaconf", "legacy"), ("argparse", "zip"), ("attributedict", "zip")],
+)
 @pytest.mark.slow
 def test_lightning_checkpoint_loads_and_reports_skipped_objects(
-        tmp_path: Path, state: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch, marker: Path,
-        caplog: pytest.LogCaptureFixture, hparams_kind: str, layout: str) -> None:
+    tmp_path: Path,
+    state: dict[str, torch.Tensor],
+    monkeypatch: pytest.MonkeyPatch,
+    marker: Path,
+    caplog: pytest.LogCaptureFixture,
+    hparams_kind: str,
+    layout: str,
+) -> None:
     import argparse
     import logging
 
     hparams, kind_name = {
         "omegaconf": (None, "omegaconf.dictconfig.DictConfig"),
-        "argparse": (argparse.Namespace(embed_dim=16, lr=4.5e-6, ckpt_path=Path("/runs/last.ckpt")), "argparse.Namespace"),
+        "argparse": (
+            argparse.Namespace(embed_dim=16, lr=4.5e-6, ckpt_path=Path("/runs/last.ckpt")),
+            "argparse.Namespace",
+        ),
         "attributedict": (AttributeDict(embed_dim=16, lr=4.5e-6), "pytorch_lightning.utilities.parsing.AttributeDict"),
     }[hparams_kind]
-    path = save_as_lightning(tmp_path / "reducio-run.ckpt", lightning_ckpt(state, hparams=hparams), monkeypatch,
-                             _use_new_zipfile_serialization=layout == "zip")
+    path = save_as_lightning(
+        tmp_path / "reducio-run.ckpt",
+        lightning_ckpt(state, hparams=hparams),
+        monkeypatch,
+        _use_new_zipfile_serialization=layout == "zip",
+    )
     modules_before = set(sys.modules)
     caplog.set_level(logging.INFO, logger="lib.vae")
     vae = load_reducio(path, variant=PRESET)
@@ -577,8 +625,16 @@ def test_lightning_checkpoint_loads_and_reports_skipped_objects(
     info = vae.checkpoint_info
     assert info.skipped_loss_keys == 1
     skipped = dict(entry.partition(" ")[::2] for entry in info.skipped_objects)
-    assert set(skipped) == {"epoch", "global_step", "pytorch-lightning_version", "callbacks", "loops",
-                            "optimizer_states", "lr_schedulers", "hyper_parameters"}
+    assert set(skipped) == {
+        "epoch",
+        "global_step",
+        "pytorch-lightning_version",
+        "callbacks",
+        "loops",
+        "optimizer_states",
+        "lr_schedulers",
+        "hyper_parameters",
+    }
     assert skipped["hyper_parameters"].startswith(f"({kind_name}")
     assert skipped["callbacks"] == "(pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint)"
     assert skipped["optimizer_states"] == skipped["epoch"] == ""
@@ -588,10 +644,13 @@ def test_lightning_checkpoint_loads_and_reports_skipped_objects(
     assert f"hyper_parameters ({kind_name}" in caplog.text
 
 
-@pytest.mark.parametrize("hidden_in", ["hyper_parameters", "hyper_parameters-argparse", "callbacks", "optimizer_states"])
+@pytest.mark.parametrize(
+    "hidden_in", ["hyper_parameters", "hyper_parameters-argparse", "callbacks", "optimizer_states"]
+)
 @pytest.mark.slow
-def test_payload_hidden_in_metadata_never_runs(tmp_path: Path, state: dict[str, torch.Tensor],
-                                              monkeypatch: pytest.MonkeyPatch, marker: Path, hidden_in: str) -> None:
+def test_payload_hidden_in_metadata_never_runs(
+    tmp_path: Path, state: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch, marker: Path, hidden_in: str
+) -> None:
     import argparse
 
     payload = _SystemCall(f"touch {marker}")
@@ -655,11 +714,18 @@ _DENIED_CALLS = {  # what pickle writes for each callable -> (callable, argument
 
 @pytest.mark.parametrize("name", list(_DENIED_CALLS))
 @pytest.mark.slow
-def test_denylisted_globals_refused_and_never_run(tmp_path: Path, state: dict[str, torch.Tensor], marker: Path,
-                                                  name: str) -> None:
+def test_denylisted_globals_refused_and_never_run(
+    tmp_path: Path, state: dict[str, torch.Tensor], marker: Path, name: str
+) -> None:
     fn, args = _DENIED_CALLS[name]
-    args = tuple(a.format(marker=marker) if isinstance(a, str) else
-                 [x.format(marker=marker) for x in a] if isinstance(a, list) else a for a in args)
+    args = tuple(
+        a.format(marker=marker)
+        if isinstance(a, str)
+        else [x.format(marker=marker) for x in a]
+        if isinstance(a, list)
+        else a
+        for a in args
+    )
     path = tmp_path / "hostile.ckpt"
     torch.save({"state_dict": state, "hyper_parameters": {"hook": _CallsGlobal(fn, *args)}}, path)
     with pytest.raises(UnsafeCheckpointError) as excinfo:
@@ -678,19 +744,42 @@ def test_denylisted_globals_refused_and_never_run(tmp_path: Path, state: dict[st
 def test_denylist_rule() -> None:
     from lib.vae.safe_pickle import is_denied_global
 
-    for name in ("os.system", "os.path.join", "posix.system", "nt.system", "builtins.exec", "sys.modules",
-                 "torch._C._nn.gelu", "torch.jit.load", "pickle.loads", "copyreg._reduce_ex", "runpy.run_path"):
+    for name in (
+        "os.system",
+        "os.path.join",
+        "posix.system",
+        "nt.system",
+        "builtins.exec",
+        "sys.modules",
+        "torch._C._nn.gelu",
+        "torch.jit.load",
+        "pickle.loads",
+        "copyreg._reduce_ex",
+        "runpy.run_path",
+    ):
         assert is_denied_global(name), name
-    for name in ("copyreg._reconstructor", "torch._C.Generator", "builtins.print", "ldm.util.instantiate_from_config",
-                 "omegaconf.dictconfig.DictConfig", "argparse.Namespace", "osx.thing", "systemd.x", "codecs.encode",
-                 "torch.loader", "functools.partialx", "numpy.dtype"):
+    for name in (
+        "copyreg._reconstructor",
+        "torch._C.Generator",
+        "builtins.print",
+        "ldm.util.instantiate_from_config",
+        "omegaconf.dictconfig.DictConfig",
+        "argparse.Namespace",
+        "osx.thing",
+        "systemd.x",
+        "codecs.encode",
+        "torch.loader",
+        "functools.partialx",
+        "numpy.dtype",
+    ):
         assert not is_denied_global(name), name
     assert not is_denied_global("os.system", ["os."]) and not is_denied_global("os.system", ["os.system"])
     assert is_denied_global("os.system", ["os.sys"])
 
 
-def test_tensor_rebuild_fed_a_payload_is_refused_even_when_allowed(tmp_path: Path, state: dict[str, torch.Tensor],
-                                                                   marker: Path) -> None:
+def test_tensor_rebuild_fed_a_payload_is_refused_even_when_allowed(
+    tmp_path: Path, state: dict[str, torch.Tensor], marker: Path
+) -> None:
     path = tmp_path / "evil-tensor.ckpt"
     torch.save({"state_dict": {**state, "quant_conv.bias": _TensorFromPayload(f"touch {marker}")}}, path)
     for allow in ((), (SYSTEM,)):
@@ -712,7 +801,9 @@ def test_placeholders_are_inert(marker: Path) -> None:
         restricted_pickle_module,
     )
 
-    blob = pickle.dumps({"a": _SystemCall(f"touch {marker}"), "b": _SetstateBomb(), "c": {1, 2}, "d": b"xy"}, protocol=2)
+    blob = pickle.dumps(
+        {"a": _SystemCall(f"touch {marker}"), "b": _SetstateBomb(), "c": {1, 2}, "d": b"xy"}, protocol=2
+    )
     report = UnpickleReport()
     obj = restricted_pickle_module(report).load(io.BytesIO(blob))
     assert not marker.exists()
@@ -796,27 +887,36 @@ def test_preset_name_found_in_checkpoints(checkpoints_dir: Path, state: dict[str
     torch.save(state, src)
     full = load_reducio(src, variant=PRESET)
     save_reducio(full, checkpoints_dir / f"{PRESET}.safetensors")
-    save_reducio(load_reducio(src, variant=PRESET, parts="encoder"), checkpoints_dir / f"{PRESET}-encoder-fp16.safetensors",
-                 dtype="fp16")
+    save_reducio(
+        load_reducio(src, variant=PRESET, parts="encoder"),
+        checkpoints_dir / f"{PRESET}-encoder-fp16.safetensors",
+        dtype="fp16",
+    )
     assert load_reducio(PRESET).checkpoint_info.path.name == f"{PRESET}.safetensors"
     enc = load_reducio(PRESET, parts="encoder", dtype=torch.float16)
     assert enc.checkpoint_info.path.name == f"{PRESET}-encoder-fp16.safetensors"
     assert_loaded(enc, {k: v.half() for k, v in encoder_part(state).items()}, dtype=torch.float16)
-    with pytest.raises(CheckpointNotFoundError, match=r"(?s)no checkpoint for preset 'local-default'.*python -m lib.vae train"):
+    with pytest.raises(
+        CheckpointNotFoundError, match=r"(?s)no checkpoint for preset 'local-default'.*python -m lib.vae train"
+    ):
         load_reducio("local-default")
     with pytest.raises(CheckpointNotFoundError, match="neither an existing file nor a preset"):
         load_reducio("no-such-preset")
 
 
 @pytest.mark.slow
-def test_preset_lookup_prefers_full_model_and_reports_ties(checkpoints_dir: Path, state: dict[str, torch.Tensor]) -> None:
+def test_preset_lookup_prefers_full_model_and_reports_ties(
+    checkpoints_dir: Path, state: dict[str, torch.Tensor]
+) -> None:
     torch.save({"state_dict": state}, checkpoints_dir / f"{PRESET}-run1.ckpt")
     enc = load_reducio(checkpoints_dir / f"{PRESET}-run1.ckpt", parts="encoder")
     save_reducio(enc, checkpoints_dir / f"{PRESET}-encoder.safetensors")
     assert load_reducio(PRESET).checkpoint_info.path.name == f"{PRESET}-run1.ckpt"  # the full model first
     assert load_reducio(PRESET, parts="encoder").checkpoint_info.path.name == f"{PRESET}-encoder.safetensors"
     torch.save({"state_dict": state}, checkpoints_dir / f"{PRESET}_run2.pt")
-    with pytest.raises(CheckpointConfigError, match=rf"several checkpoints fit '{PRESET}'.*{PRESET}-run1.ckpt, {PRESET}_run2.pt"):
+    with pytest.raises(
+        CheckpointConfigError, match=rf"several checkpoints fit '{PRESET}'.*{PRESET}-run1.ckpt, {PRESET}_run2.pt"
+    ):
         load_reducio(PRESET)
     assert load_reducio(PRESET, parts="encoder").checkpoint_info.path.name == f"{PRESET}-encoder.safetensors"
 
@@ -833,7 +933,9 @@ def test_file_kind_is_sniffed_and_duplicate_keys_refused(tmp_path: Path, state: 
 
 
 @pytest.mark.slow
-def test_hf_reference_uses_checkpoints_copy_without_network(checkpoints_dir: Path, state: dict[str, torch.Tensor]) -> None:
+def test_hf_reference_uses_checkpoints_copy_without_network(
+    checkpoints_dir: Path, state: dict[str, torch.Tensor]
+) -> None:
     # A file named like the official ft4 file in checkpoints/ is taken as is (no Hub call). Its
     # name says ft4, its shapes say local-smoke: the error says both.
     torch.save({"state_dict": state}, checkpoints_dir / "reducio-ft4-fs32-attn23.ckpt")
@@ -848,8 +950,12 @@ def test_hf_reference_uses_checkpoints_copy_without_network(checkpoints_dir: Pat
 def test_hf_offline_gives_clear_error(tmp_path: Path) -> None:
     """HF_HUB_OFFLINE=1 + an empty temporary HF_HOME, in a subprocess (the hub reads them at import)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), LVS_CHECKPOINTS_DIR=str(tmp_path / "ckpts"),
-               PYTHONPATH=str(REPO_ROOT))
+    env.update(
+        HF_HUB_OFFLINE="1",
+        HF_HOME=str(tmp_path / "hf"),
+        LVS_CHECKPOINTS_DIR=str(tmp_path / "ckpts"),
+        PYTHONPATH=str(REPO_ROOT),
+    )
     custom_cache = tmp_path / "custom-cache"
     code = (
         "import sys\n"
@@ -861,8 +967,14 @@ def test_hf_offline_gives_clear_error(tmp_path: Path) -> None:
         "    except CheckpointDownloadError as err:\n"
         "        print(str(err).replace('\\n', ' '))\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(custom_cache)], env=env, cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(custom_cache)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 3, proc.stdout + proc.stderr
@@ -892,7 +1004,9 @@ def test_missing_path_and_bad_hf_reference(tmp_path: Path) -> None:
 # Conversion
 # =============================================================================================
 @pytest.mark.slow
-def test_encoder_only_conversion_round_trips(tmp_path: Path, state: dict[str, torch.Tensor], clip: torch.Tensor) -> None:
+def test_encoder_only_conversion_round_trips(
+    tmp_path: Path, state: dict[str, torch.Tensor], clip: torch.Tensor
+) -> None:
     src = tmp_path / f"{PRESET}-release.ckpt"
     torch.save({"state_dict": {**state, "loss.logvar": torch.zeros(())}}, src)
     full = convert_mod.convert_checkpoint(src, tmp_path / "full.safetensors")
@@ -906,7 +1020,12 @@ def test_encoder_only_conversion_round_trips(tmp_path: Path, state: dict[str, to
     assert enc.size_bytes < enc32.size_bytes < full.size_bytes < src.stat().st_size
     assert enc.size_bytes < 0.55 * enc32.size_bytes  # fp16 halves it
     assert meta["params"] == ReducioVAE.from_preset(PRESET, device="meta").config.to_params()
-    assert (meta["parts"], meta["dtype"], meta["preset"], meta["source_file"]) == ("encoder", "float16", PRESET, src.name)
+    assert (meta["parts"], meta["dtype"], meta["preset"], meta["source_file"]) == (
+        "encoder",
+        "float16",
+        PRESET,
+        src.name,
+    )
     assert meta["source_sha256"] == file_sha256(src) == enc.source_sha256
     # round trip: same weights -> bit-identical encoder outputs
     reference = load_reducio(src, parts="encoder")
@@ -922,7 +1041,9 @@ def test_encoder_only_conversion_round_trips(tmp_path: Path, state: dict[str, to
 
 
 @pytest.mark.slow
-def test_conversion_write_is_atomic(tmp_path: Path, state: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_conversion_write_is_atomic(
+    tmp_path: Path, state: dict[str, torch.Tensor], monkeypatch: pytest.MonkeyPatch
+) -> None:
     src = tmp_path / "src.ckpt"
     torch.save(state, src)
     import safetensors.torch
@@ -943,8 +1064,20 @@ def test_converter_cli_subprocess(tmp_path: Path, state: dict[str, torch.Tensor]
     src = tmp_path / "vae.ckpt"
     torch.save({"state_dict": state}, src)
     dst = tmp_path / "out" / "vae-encoder-fp16.safetensors"
-    cmd = [sys.executable, "-m", "lib.vae", "convert", str(src), str(dst), "--parts", "encoder", "--dtype", "fp16",
-           "--variant", PRESET]
+    cmd = [
+        sys.executable,
+        "-m",
+        "lib.vae",
+        "convert",
+        str(src),
+        str(dst),
+        "--parts",
+        "encoder",
+        "--dtype",
+        "fp16",
+        "--variant",
+        PRESET,
+    ]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
@@ -954,8 +1087,9 @@ def test_converter_cli_subprocess(tmp_path: Path, state: dict[str, torch.Tensor]
 
 
 @pytest.mark.slow
-def test_converter_cli_errors_in_process(tmp_path: Path, state: dict[str, torch.Tensor],
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_converter_cli_errors_in_process(
+    tmp_path: Path, state: dict[str, torch.Tensor], capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "vae.ckpt"
     torch.save(state, src)
     dst = tmp_path / "vae.safetensors"
@@ -994,7 +1128,10 @@ def test_variant_from_file_name() -> None:
 @pytest.mark.slow
 def test_variant_from_shapes_of_meta_models() -> None:
     def encoder_shapes(name: str) -> dict[str, tuple[int, ...]]:
-        return {k: tuple(v.shape) for k, v in ReducioVAE.from_preset(name, parts="encoder", device="meta").state_dict().items()}
+        return {
+            k: tuple(v.shape)
+            for k, v in ReducioVAE.from_preset(name, parts="encoder", device="meta").state_dict().items()
+        }
 
     for name in ("reducio-ft4", "reducio-ft2", PRESET, "local-default"):
         shapes = {k: tuple(v.shape) for k, v in ReducioVAE.from_preset(name, device="meta").state_dict().items()}
@@ -1014,7 +1151,10 @@ def test_official_listings_give_ft4_and_ft2(shared_reference: Path) -> None:
     """The released key->shape listings (with their loss.* keys) resolve to the right variant; they
     differ exactly in the two documented shapes."""
     listings = {}
-    for name, file in (("reducio-ft4", "official_config_state_dict.json"), ("reducio-ft2", "official_config_ft2_state_dict.json")):
+    for name, file in (
+        ("reducio-ft4", "official_config_state_dict.json"),
+        ("reducio-ft2", "official_config_ft2_state_dict.json"),
+    ):
         keys = json.loads((shared_reference / "reducio" / file).read_text())["keys"]
         shapes = {k: tuple(v["shape"]) for k, v in keys.items()}
         listings[name] = shapes

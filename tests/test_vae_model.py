@@ -344,7 +344,7 @@ def test_local_decoder_extensions_are_local_only() -> None:
         assert all(params["ddconfig"][k] is True for k in extensions)
         assert all(ReducioConfig.from_params(params).to_params()["ddconfig"][k] is True for k in extensions)  # saved
 
-        def without(*keys: str) -> dict:
+        def without(*keys: str, params: dict = params) -> dict:
             return {**params, "ddconfig": {k: v for k, v in params["ddconfig"].items() if k not in keys}}
 
         shapes = {k: _shapes(ReducioVAE.from_config(without(*extensions[i:]), device="meta")) for i, k in

@@ -112,7 +112,7 @@ def small_run(ref_dir: Path) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     pairs: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     for case in ("caseA", "caseB"):
         got: dict[str, torch.Tensor] = {}
-        handles = [modules[m].register_forward_hook(lambda _m, _i, out, n=n: got.__setitem__(n, out))
+        handles = [modules[m].register_forward_hook(lambda _m, _i, out, n=n, got=got: got.__setitem__(n, out))
                    for n, m in HOOKED.items()]
         x = io[f"{case}.input"]
         with torch.no_grad():

@@ -25,11 +25,22 @@ def test_update_readme_replaces_only_between_markers(tmp_path: Path) -> None:
 
 def _summary(path: Path, model: str, family: str, origin: str, test: float) -> None:
     path.mkdir(parents=True)
-    agg = {f"{s}.{lvl}_top1": {"mean": test, "std": 0.01} for s in ("train", "val", "test") for lvl in ("video", "clip")}
-    (path / "summary.json").write_text(json.dumps({
-        "model": model, "family": family, "input_kind": "latent", "origin": origin, "seeds": [0, 1],
-        "aggregate": agg, "cost": {"params": 10, "flops_per_clip": 2e6, "train_seconds": 3.0},
-    }))
+    agg = {
+        f"{s}.{lvl}_top1": {"mean": test, "std": 0.01} for s in ("train", "val", "test") for lvl in ("video", "clip")
+    }
+    (path / "summary.json").write_text(
+        json.dumps(
+            {
+                "model": model,
+                "family": family,
+                "input_kind": "latent",
+                "origin": origin,
+                "seeds": [0, 1],
+                "aggregate": agg,
+                "cost": {"params": 10, "flops_per_clip": 2e6, "train_seconds": 3.0},
+            }
+        )
+    )
 
 
 def test_study_frame_labels_pooled_pixel_runs_and_published_numbers(tmp_path: Path) -> None:
@@ -37,7 +48,9 @@ def test_study_frame_labels_pooled_pixel_runs_and_published_numbers(tmp_path: Pa
     _summary(tmp_path / "06_pixel_baseline" / "pooled_pixels" / "conv3d_paper", "conv3d_paper", "conv3d", "paper", 0.25)
     frame = views.study_frame(tmp_path)
     assert sorted(zip(frame["notebook"], frame["input_kind"])) == [
-        ("05_conv3d", "latent"), ("06_pixel_baseline/pooled_pixels", "pooled pixels")]
+        ("05_conv3d", "latent"),
+        ("06_pixel_baseline/pooled_pixels", "pooled pixels"),
+    ]
     table = views.headline_table(frame).set_index("input")
     assert table.loc["latent", "published test"] == "72.47"  # the paper's number only next to latent runs
     assert table.loc["pooled pixels", "published test"] == ""

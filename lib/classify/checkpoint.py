@@ -5,9 +5,10 @@
 schedule is a pure function of it), completed epochs, the best metric so far and the count of
 evaluations since, every history row (so a history.csv that missed its last row when the
 process died is completed on resume), the torch CPU/CUDA RNG states
-(:func:`lib.training.capture_rng_state`), the training wall time so far, whether the run finished and why, the config record and the model's class and input
-shapes (a resume with another model or data is refused). Loaded with ``weights_only=True``:
-only tensors and plain containers, never arbitrary pickled objects.
+(:func:`lib.training.capture_rng_state`), the training wall time so far, whether the run
+finished and why, the config record and the model's class and input shapes (a resume with
+another model or data is refused). Loaded with ``weights_only=True``: only tensors and plain
+containers, never arbitrary pickled objects.
 """
 
 from __future__ import annotations
@@ -43,11 +44,15 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a foreign, damaged or unsafe file: say which and what to do
         # torch's own text is not quoted: for an unsafe file its advice is to unpickle it unsafely
-        raise RunMismatchError(path, f"cannot read this checkpoint ({unsafe_load_cause(exc)})",
-                               "delete it to retrain this run, or point run_dir elsewhere") from None
+        raise RunMismatchError(
+            path,
+            f"cannot read this checkpoint ({unsafe_load_cause(exc)})",
+            "delete it to retrain this run, or point run_dir elsewhere",
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
-        raise RunMismatchError(path, "not a checkpoint of lib.classify (format version missing or different)",
-                               "use a fresh run directory")
+        raise RunMismatchError(
+            path, "not a checkpoint of lib.classify (format version missing or different)", "use a fresh run directory"
+        )
     return state
 
 
@@ -62,8 +67,11 @@ def load_model_weights(model: nn.Module, weights: dict[str, torch.Tensor], *, pa
     try:
         model.load_state_dict(weights)
     except RuntimeError as exc:
-        raise RunMismatchError(path, f"the checkpoint's weights do not fit {model_identity(model)}: {str(exc)[:600]}",
-                               "resume with the same model, overrides and input shape, or use a fresh run directory") from exc
+        raise RunMismatchError(
+            path,
+            f"the checkpoint's weights do not fit {model_identity(model)}: {str(exc)[:600]}",
+            "resume with the same model, overrides and input shape, or use a fresh run directory",
+        ) from exc
 
 
 def history_row_count(run: RunDir) -> int:
@@ -80,9 +88,11 @@ def reconcile_history(run: RunDir, rows: list[dict[str, Any]], *, checkpoint: Pa
     the checkpoint knows means the file belongs to another run: refuse."""
     have = history_row_count(run)
     if have > len(rows):
-        raise RunMismatchError(run.path / HISTORY_NAME,
-                               f"holds {have} rows but {checkpoint.name} knows only {len(rows)} epochs",
-                               "this run directory mixes two runs; move history.csv away or use a fresh run directory")
+        raise RunMismatchError(
+            run.path / HISTORY_NAME,
+            f"holds {have} rows but {checkpoint.name} knows only {len(rows)} epochs",
+            "this run directory mixes two runs; move history.csv away or use a fresh run directory",
+        )
     for row in rows[have:]:
         run.append_history(row)
 
@@ -93,5 +103,8 @@ def check_fresh_run_dir(run: RunDir) -> None:
     if history_row_count(run):
         leftovers.append(HISTORY_NAME)
     if leftovers:
-        raise RunMismatchError(run.path, f"already holds a run ({', '.join(leftovers)})",
-                               "pass resume=True to continue it, or choose a fresh run directory (nothing is overwritten)")
+        raise RunMismatchError(
+            run.path,
+            f"already holds a run ({', '.join(leftovers)})",
+            "pass resume=True to continue it, or choose a fresh run directory (nothing is overwritten)",
+        )

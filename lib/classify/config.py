@@ -24,8 +24,17 @@ RESUME_FREE_FIELDS: Final[frozenset[str]] = frozenset(
     {"device", "num_workers", "progress", "max_train_seconds", "eval_batch_size"}
 )
 
-_NUMBER_FIELDS: Final[tuple[str, ...]] = ("lr", "weight_decay", "warmup_epochs", "min_lr", "label_smoothing", "mixup_alpha",
-                                          "grad_clip", "min_delta", "max_train_seconds")
+_NUMBER_FIELDS: Final[tuple[str, ...]] = (
+    "lr",
+    "weight_decay",
+    "warmup_epochs",
+    "min_lr",
+    "label_smoothing",
+    "mixup_alpha",
+    "grad_clip",
+    "min_delta",
+    "max_train_seconds",
+)
 
 AugmentFn = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 STANDARDIZE_MODES = ("none", "element", "channel")
@@ -95,7 +104,10 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig: {name} must be a number, got {value!r}{hint}")
         checks: list[tuple[bool, str]] = [
             (isinstance(self.epochs, int) and self.epochs >= 1, f"epochs must be an int >= 1, got {self.epochs!r}"),
-            (isinstance(self.batch_size, int) and self.batch_size >= 1, f"batch_size must be an int >= 1, got {self.batch_size!r}"),
+            (
+                isinstance(self.batch_size, int) and self.batch_size >= 1,
+                f"batch_size must be an int >= 1, got {self.batch_size!r}",
+            ),
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr!r}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay!r}"),
             (self.warmup_epochs >= 0, f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}"),
@@ -107,17 +119,24 @@ class TrainConfig:
             (self.eval_every >= 1, f"eval_every must be >= 1, got {self.eval_every!r}"),
             (self.num_workers >= 0, f"num_workers must be >= 0, got {self.num_workers!r}"),
             (self.amp in ("auto", True, False), f"amp must be 'auto', True or False, got {self.amp!r}"),
-            (self.max_train_seconds is None or self.max_train_seconds > 0,
-             f"max_train_seconds must be > 0 or None, got {self.max_train_seconds!r}"),
+            (
+                self.max_train_seconds is None or self.max_train_seconds > 0,
+                f"max_train_seconds must be > 0 or None, got {self.max_train_seconds!r}",
+            ),
         ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(f"TrainConfig: {message}")
         if self.input_standardize not in STANDARDIZE_MODES:
-            raise ValueError(f"TrainConfig: input_standardize must be one of {STANDARDIZE_MODES}, got {self.input_standardize!r}")
+            raise ValueError(
+                f"TrainConfig: input_standardize must be one of {STANDARDIZE_MODES}, got {self.input_standardize!r}"
+            )
         if self.select_on not in SELECTION_METRICS:
-            raise UnknownNameError(None, f"TrainConfig.select_on={self.select_on!r} is not a selection metric",
-                                   f"use one of {sorted(SELECTION_METRICS)}")
+            raise UnknownNameError(
+                None,
+                f"TrainConfig.select_on={self.select_on!r} is not a selection metric",
+                f"use one of {sorted(SELECTION_METRICS)}",
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any] | TrainConfig | None, **overrides: Any) -> TrainConfig:
@@ -156,6 +175,7 @@ class TrainConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             if callable(value):
-                value = f"callable:{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', type(value).__name__)}"
+                qualname = getattr(value, "__qualname__", type(value).__name__)
+                value = f"callable:{getattr(value, '__module__', '?')}.{qualname}"
             out[f.name] = value
         return out

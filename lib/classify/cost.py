@@ -26,8 +26,15 @@ from torch import nn
 from lib.classify.predict import autocast
 from lib.models.cost import count_parameters, forward_flops
 
-__all__ = ["CostRow", "cost_table", "count_parameters", "forward_flops", "machine_description", "mean_cost",
-           "measure_inference"]
+__all__ = [
+    "CostRow",
+    "cost_table",
+    "count_parameters",
+    "forward_flops",
+    "machine_description",
+    "mean_cost",
+    "measure_inference",
+]
 
 
 def _sync(device: torch.device) -> None:
@@ -36,9 +43,17 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def measure_inference(model: nn.Module, input_shapes: Sequence[Sequence[int]], *, device: torch.device | str = "cpu",
-                      batch_size: int = 256, warmup: int = 3, min_seconds: float = 1.0, max_batches: int = 200,
-                      amp_dtype: torch.dtype | None = None) -> float:
+def measure_inference(
+    model: nn.Module,
+    input_shapes: Sequence[Sequence[int]],
+    *,
+    device: torch.device | str = "cpu",
+    batch_size: int = 256,
+    warmup: int = 3,
+    min_seconds: float = 1.0,
+    max_batches: int = 200,
+    amp_dtype: torch.dtype | None = None,
+) -> float:
     """Model-only inference throughput in clips/s: eval mode, random float32 inputs already on
     ``device``, ``warmup`` untimed batches, then batches until ``min_seconds`` (or
     ``max_batches``). Data loading is excluded (see ``eval_clips_per_s`` for end to end)."""
@@ -122,14 +137,16 @@ def cost_table(rows: Sequence[CostRow | dict[str, Any]]) -> str:
     """Markdown table, one row per model, with the machine stated under it."""
     dicts = [r.record() if isinstance(r, CostRow) else dict(r) for r in rows]
     lines = [
-        "| model | input | params | FLOPs/clip | train time | s/epoch | inference clips/s | eval clips/s (with data) | input bytes/clip | encode s/clip (one-off) |",
+        "| model | input | params | FLOPs/clip | train time | s/epoch | inference clips/s | eval clips/s (with data) "
+        "| input bytes/clip | encode s/clip (one-off) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for d in dicts:
         lines.append(
             f"| {d['model']} | {d['input_kind']} | {_si(d['params'])} | {_si(d['flops_per_clip'], 'FLOP')} | "
             f"{d['train_seconds']:.1f} s | {d['seconds_per_epoch']:.2f} | {_si(d['inference_clips_per_s'])} | "
-            f"{_si(d['eval_clips_per_s'])} | {_si(d['input_bytes_per_clip'], 'B')} | {d['encode_seconds_per_clip']:.4g} |"
+            f"{_si(d['eval_clips_per_s'])} | {_si(d['input_bytes_per_clip'], 'B')} | "
+            f"{d['encode_seconds_per_clip']:.4g} |"
         )
     machines = sorted({d.get("machine", "") for d in dicts if d.get("machine")})
     devices = sorted({d.get("device", "") for d in dicts if d.get("device")})

@@ -59,8 +59,16 @@ class BatchSource(Protocol):
         """Bytes one clip occupies as stored/fed before the float32 cast (cost accounting)."""
         ...
 
-    def batches(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None, device: torch.device,
-                train: bool = False, drop_last: bool = False) -> Iterator[Batch]:
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        device: torch.device,
+        train: bool = False,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
         """Batches in order (``shuffle=False``) or in the order drawn from ``generator``.
         ``train`` turns on the source's own train-time augmentation (pixel crops/flips)."""
         ...
@@ -92,8 +100,16 @@ class TensorClips:
     optional metadata; ``split`` names the split (see :class:`BatchSource`).
     """
 
-    def __init__(self, inputs: Sequence[torch.Tensor] | torch.Tensor, labels: torch.Tensor, video_index: torch.Tensor | None = None,
-                 *, split: str | None = None, class_names: Sequence[str] | None = None, source: str | None = None) -> None:
+    def __init__(
+        self,
+        inputs: Sequence[torch.Tensor] | torch.Tensor,
+        labels: torch.Tensor,
+        video_index: torch.Tensor | None = None,
+        *,
+        split: str | None = None,
+        class_names: Sequence[str] | None = None,
+        source: str | None = None,
+    ) -> None:
         tensors = (inputs,) if isinstance(inputs, torch.Tensor) else tuple(inputs)
         n = int(labels.shape[0])
         where = source or f"{split or 'unnamed'} split"
@@ -101,15 +117,23 @@ class TensorClips:
             raise InputMismatchError(where, "no input tensor given", "pass (latent,) or (latent, content)")
         for i, t in enumerate(tensors):
             if t.shape[0] != n:
-                raise InputMismatchError(where, f"input {i} has {t.shape[0]} rows but there are {n} labels",
-                                         "rebuild the cache; inputs, labels and video_index must be aligned row for row")
+                raise InputMismatchError(
+                    where,
+                    f"input {i} has {t.shape[0]} rows but there are {n} labels",
+                    "rebuild the cache; inputs, labels and video_index must be aligned row for row",
+                )
             if not t.is_floating_point():
-                raise InputMismatchError(where, f"input {i} has dtype {t.dtype}; expected a floating dtype", "pass fp16/fp32 tensors")
+                raise InputMismatchError(
+                    where, f"input {i} has dtype {t.dtype}; expected a floating dtype", "pass fp16/fp32 tensors"
+                )
         if video_index is None:
             video_index = torch.arange(n)  # every clip its own "video": video level == clip level
         if labels.ndim != 1 or video_index.shape != labels.shape:
-            raise InputMismatchError(where, f"labels {tuple(labels.shape)} and video_index {tuple(video_index.shape)} must be (N,)",
-                                     "pass 1-D tensors of equal length")
+            raise InputMismatchError(
+                where,
+                f"labels {tuple(labels.shape)} and video_index {tuple(video_index.shape)} must be (N,)",
+                "pass 1-D tensors of equal length",
+            )
         self.inputs = tensors
         self.labels = labels.long()
         self.video_index = video_index.long()
@@ -137,16 +161,36 @@ class TensorClips:
             return self
         if sum(t.numel() * t.element_size() for t in self.inputs) > max_device_bytes:
             return self
-        return TensorClips(tuple(t.to(device) for t in self.inputs), self.labels.to(device), self.video_index.to(device),
-                           split=self.split, class_names=self.class_names, source=self.source)
+        return TensorClips(
+            tuple(t.to(device) for t in self.inputs),
+            self.labels.to(device),
+            self.video_index.to(device),
+            split=self.split,
+            class_names=self.class_names,
+            source=self.source,
+        )
 
     def subset(self, index: torch.Tensor) -> TensorClips:
         """The clips at ``index`` (a view for tests and quick looks; keeps ``split``)."""
-        return TensorClips(tuple(t[index] for t in self.inputs), self.labels[index], self.video_index[index],
-                           split=self.split, class_names=self.class_names, source=self.source)
+        return TensorClips(
+            tuple(t[index] for t in self.inputs),
+            self.labels[index],
+            self.video_index[index],
+            split=self.split,
+            class_names=self.class_names,
+            source=self.source,
+        )
 
-    def batches(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None, device: torch.device,
-                train: bool = False, drop_last: bool = False) -> Iterator[Batch]:
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        device: torch.device,
+        train: bool = False,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
         order = batch_order(len(self), shuffle=shuffle, generator=generator).to(self.labels.device)
         stop = num_batches(len(self), batch_size, drop_last=drop_last) * batch_size
         for start in range(0, min(stop, len(self)), batch_size):
@@ -175,7 +219,7 @@ def standardization_stats(values: torch.Tensor, mode: str, *, chunk: int = 8192)
     squares: torch.Tensor | float = 0.0
     count = 0
     for start in range(0, n, chunk):
-        x = values[start:start + chunk].double()
+        x = values[start : start + chunk].double()
         part = x.sum(dim=axes, keepdim=True)
         total = total + part
         squares = squares + x.square().sum(dim=axes, keepdim=True)
@@ -188,8 +232,9 @@ def standardization_stats(values: torch.Tensor, mode: str, *, chunk: int = 8192)
     return mean[0].float(), std[0].float()
 
 
-def standardize_splits(train: TensorClips, others: Sequence[TensorClips | None], mode: str
-                       ) -> tuple[TensorClips, list[TensorClips | None]]:
+def standardize_splits(
+    train: TensorClips, others: Sequence[TensorClips | None], mode: str
+) -> tuple[TensorClips, list[TensorClips | None]]:
     """Every input of ``train`` and ``others`` standardised with ``train``'s statistics
     (see ``TrainConfig.input_standardize``); ``mode`` "none" returns them unchanged. Storage
     dtype is kept (standardised fp16 values are O(1), well inside fp16's range)."""
@@ -204,9 +249,17 @@ def standardize_splits(train: TensorClips, others: Sequence[TensorClips | None],
         for t, (mean, std) in zip(source.inputs, stats):
             out = torch.empty_like(t)
             for start in range(0, t.shape[0], 8192):  # chunked: no float32 copy of a whole split
-                out[start:start + 8192] = ((t[start:start + 8192].float() - mean.to(t.device)) / std.to(t.device)).to(t.dtype)
+                out[start : start + 8192] = (
+                    (t[start : start + 8192].float() - mean.to(t.device)) / std.to(t.device)
+                ).to(t.dtype)
             inputs.append(out)
-        return TensorClips(inputs, source.labels, source.video_index, split=source.split,
-                           class_names=source.class_names, source=source.source)
+        return TensorClips(
+            inputs,
+            source.labels,
+            source.video_index,
+            split=source.split,
+            class_names=source.class_names,
+            source=source.source,
+        )
 
     return apply(train), [apply(o) if o is not None else None for o in others]

@@ -68,14 +68,29 @@ class FitResult:
         return sum(times) / len(times) if times else float("nan")
 
     def summary(self) -> dict[str, Any]:
-        return {"epochs_completed": self.epochs_completed, "steps": self.steps, "best_epoch": self.best_epoch,
-                "best_metric": self.best_metric, "select_on": self.select_on, "stop_reason": self.stop_reason,
-                "train_seconds": self.train_seconds, "seconds_per_epoch": self.seconds_per_epoch,
-                "num_classes": self.num_classes}
+        return {
+            "epochs_completed": self.epochs_completed,
+            "steps": self.steps,
+            "best_epoch": self.best_epoch,
+            "best_metric": self.best_metric,
+            "select_on": self.select_on,
+            "stop_reason": self.stop_reason,
+            "train_seconds": self.train_seconds,
+            "seconds_per_epoch": self.seconds_per_epoch,
+            "num_classes": self.num_classes,
+        }
 
 
-def fit(model: nn.Module, train: BatchSource, val: BatchSource | None, config: TrainConfig, run_dir: RunDir | Path, *,
-        resume: bool = True, on_epoch_end: EpochCallback | None = None) -> FitResult:
+def fit(
+    model: nn.Module,
+    train: BatchSource,
+    val: BatchSource | None,
+    config: TrainConfig,
+    run_dir: RunDir | Path,
+    *,
+    resume: bool = True,
+    on_epoch_end: EpochCallback | None = None,
+) -> FitResult:
     """Train ``model`` on ``train``, selecting on ``val`` (None: the last epoch is selected).
 
     Writes into ``run_dir``: ``last.pt``, ``best.pt``, ``history.csv``. ``resume=True``
@@ -101,9 +116,19 @@ def fit(model: nn.Module, train: BatchSource, val: BatchSource | None, config: T
                     on_epoch_end(row)
         finally:
             epochs_bar.close()
-    return FitResult(run.path, state["epoch"], state["step"], state["best_epoch"], state["best_metric"], config.select_on,
-                     state["stop_reason"] or "epochs", state["train_seconds"], fitting.loop.num_classes,
-                     list(state["history"]), resumed_from)
+    return FitResult(
+        run.path,
+        state["epoch"],
+        state["step"],
+        state["best_epoch"],
+        state["best_metric"],
+        config.select_on,
+        state["stop_reason"] or "epochs",
+        state["train_seconds"],
+        fitting.loop.num_classes,
+        list(state["history"]),
+        resumed_from,
+    )
 
 
 @dataclass(frozen=True)
@@ -121,12 +146,16 @@ class _Fitting:
 
     def identity(self) -> dict[str, Any]:
         """What a checkpoint records so that a resume with another model or data is refused."""
-        return {"config": self.loop.config.record(), "model_class": ckpt.model_identity(self.loop.model),
-                "input_shapes": self.shapes}
+        return {
+            "config": self.loop.config.record(),
+            "model_class": ckpt.model_identity(self.loop.model),
+            "input_shapes": self.shapes,
+        }
 
 
-def _prepare_fit(model: nn.Module, train: BatchSource, val: BatchSource | None, config: TrainConfig,
-                 run: RunDir) -> _Fitting:
+def _prepare_fit(
+    model: nn.Module, train: BatchSource, val: BatchSource | None, config: TrainConfig, run: RunDir
+) -> _Fitting:
     """Place model and data on the device, probe that they fit, build optimizer and schedule."""
     device = config.resolved_device()
     model.to(device)
@@ -137,12 +166,21 @@ def _prepare_fit(model: nn.Module, train: BatchSource, val: BatchSource | None, 
     amp_dtype = config.amp_dtype(device)
     drop_last = len(train) > config.batch_size  # a trailing batch of 1 would break BatchNorm
     steps_per_epoch = num_batches(len(train), config.batch_size, drop_last=drop_last)
-    loop = EpochLoop(model=model, train=train_on, config=config, run=run,
-                     schedule=schedule_for_config(config, steps_per_epoch),
-                     optimizer=torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr),
-                     scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), amp_dtype=amp_dtype,
-                     augment=resolve_augment(config.augment), num_classes=num_classes, device=device,
-                     drop_last=drop_last, steps_per_epoch=steps_per_epoch)
+    loop = EpochLoop(
+        model=model,
+        train=train_on,
+        config=config,
+        run=run,
+        schedule=schedule_for_config(config, steps_per_epoch),
+        optimizer=torch.optim.AdamW(parameter_groups(model, config.weight_decay), lr=config.lr),
+        scaler=torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16),
+        amp_dtype=amp_dtype,
+        augment=resolve_augment(config.augment),
+        num_classes=num_classes,
+        device=device,
+        drop_last=drop_last,
+        steps_per_epoch=steps_per_epoch,
+    )
     return _Fitting(loop, val_on, [list(s) for s in train.input_shapes()], SELECTION_METRICS[config.select_on])
 
 
@@ -150,8 +188,17 @@ def _resume_or_start(fitting: _Fitting, *, resume: bool) -> tuple[dict[str, Any]
     """The loop state: restored from ``last.pt`` (weights, optimizer, scaler, RNG, history) when
     resuming a run of the same settings, else fresh (a directory holding a run is refused)."""
     loop, last_path = fitting.loop, fitting.last_path
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "best_metric": None, "best_epoch": None, "evals_since_best": 0,
-                             "history": [], "train_seconds": 0.0, "finished": False, "stop_reason": ""}
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step": 0,
+        "best_metric": None,
+        "best_epoch": None,
+        "evals_since_best": 0,
+        "history": [],
+        "train_seconds": 0.0,
+        "finished": False,
+        "stop_reason": "",
+    }
     if not (resume and last_path.exists()):
         if not resume or ckpt.history_row_count(loop.run):  # history without last.pt: a foreign file
             ckpt.check_fresh_run_dir(loop.run)
@@ -161,11 +208,18 @@ def _resume_or_start(fitting: _Fitting, *, resume: bool) -> tuple[dict[str, Any]
     differences = settings_differences(saved["config"], loop.config.record(), free=RESUME_FREE_FIELDS)
     mine = fitting.identity()
     if saved.get("model_class") != mine["model_class"] or saved.get("input_shapes") != fitting.shapes:
-        differences["model/input"] = ((saved.get("model_class"), saved.get("input_shapes")),
-                                      (mine["model_class"], fitting.shapes))
-    refuse_other_settings(differences, lambda diff: RunMismatchError(
-        last_path, f"holds a run with different settings: {diff}",
-        "rerun with the recorded settings to resume it, or use a fresh run directory"))
+        differences["model/input"] = (
+            (saved.get("model_class"), saved.get("input_shapes")),
+            (mine["model_class"], fitting.shapes),
+        )
+    refuse_other_settings(
+        differences,
+        lambda diff: RunMismatchError(
+            last_path,
+            f"holds a run with different settings: {diff}",
+            "rerun with the recorded settings to resume it, or use a fresh run directory",
+        ),
+    )
     ckpt.load_model_weights(loop.model, saved["model"], path=last_path)
     loop.optimizer.load_state_dict(saved["optimizer"])
     if saved.get("scaler"):
@@ -187,11 +241,20 @@ def _validate(fitting: _Fitting, row: dict[str, Any], state: dict[str, Any], epo
         return True, float("nan")  # no validation: the latest epoch is selected
     if not ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
         return False, float("nan")
-    preds = evaluate(loop.model, fitting.val, batch_size=config.eval_batch_size or config.batch_size,
-                     device=loop.device, amp_dtype=loop.amp_dtype)
+    preds = evaluate(
+        loop.model,
+        fitting.val,
+        batch_size=config.eval_batch_size or config.batch_size,
+        device=loop.device,
+        amp_dtype=loop.amp_dtype,
+    )
     val = classification_metrics(preds.logits, preds.labels, preds.video_index, loop.num_classes)
-    row.update(val_loss=val["loss"], val_clip_top1=val["clip"]["top1"], val_video_top1=val["video"]["top1"],
-               val_seconds=preds.seconds)
+    row.update(
+        val_loss=val["loss"],
+        val_clip_top1=val["clip"]["top1"],
+        val_video_top1=val["video"]["top1"],
+        val_seconds=preds.seconds,
+    )
     value = float(row[config.select_on])
     best = state["best_metric"]
     if best is None:
@@ -216,18 +279,33 @@ def _run_epoch(fitting: _Fitting, state: dict[str, Any]) -> dict[str, Any]:
     if improved:
         state["best_metric"] = None if fitting.val is None else value
         state["best_epoch"] = epoch + 1
-        ckpt.save_checkpoint(loop.run.path / ckpt.BEST_NAME, {
-            "model": loop.model.state_dict(), "epoch": epoch + 1, "metric": state["best_metric"],
-            "select_on": config.select_on, **identity})
+        ckpt.save_checkpoint(
+            loop.run.path / ckpt.BEST_NAME,
+            {
+                "model": loop.model.state_dict(),
+                "epoch": epoch + 1,
+                "metric": state["best_metric"],
+                "select_on": config.select_on,
+                **identity,
+            },
+        )
     state["train_seconds"] += row["epoch_seconds"] + row["val_seconds"]
     state["stop_reason"] = _stop_reason(config, state, fitting.val is not None)
     state["finished"] = bool(state["stop_reason"])
     row["elapsed_seconds"] = state["train_seconds"]
     state["history"] = state["history"] + [row]
-    ckpt.save_checkpoint(fitting.last_path, {
-        **state, "model": loop.model.state_dict(), "optimizer": loop.optimizer.state_dict(),
-        "scaler": loop.scaler.state_dict() if loop.scaler.is_enabled() else None, "rng": ckpt.rng_state(),
-        **identity, "history_rows": len(state["history"])})
+    ckpt.save_checkpoint(
+        fitting.last_path,
+        {
+            **state,
+            "model": loop.model.state_dict(),
+            "optimizer": loop.optimizer.state_dict(),
+            "scaler": loop.scaler.state_dict() if loop.scaler.is_enabled() else None,
+            "rng": ckpt.rng_state(),
+            **identity,
+            "history_rows": len(state["history"]),
+        },
+    )
     loop.run.append_history(row)
     return row
 
@@ -256,10 +334,19 @@ class EvaluationResult:
         return self.metrics["splits"]
 
 
-def train_and_evaluate(model: nn.Module, *, train: BatchSource, val: BatchSource | None, test: BatchSource,
-                       config: TrainConfig, run_dir: RunDir | Path, class_names: list[str] | None = None,
-                       resume: bool = True, on_epoch_end: EpochCallback | None = None,
-                       extra: dict[str, Any] | None = None) -> EvaluationResult:
+def train_and_evaluate(
+    model: nn.Module,
+    *,
+    train: BatchSource,
+    val: BatchSource | None,
+    test: BatchSource,
+    config: TrainConfig,
+    run_dir: RunDir | Path,
+    class_names: list[str] | None = None,
+    resume: bool = True,
+    on_epoch_end: EpochCallback | None = None,
+    extra: dict[str, Any] | None = None,
+) -> EvaluationResult:
     """The study's protocol for one model and seed.
 
     1. :func:`fit` on ``train`` with selection on ``val`` (it never receives ``test``);
@@ -290,8 +377,15 @@ def train_and_evaluate(model: nn.Module, *, train: BatchSource, val: BatchSource
     for name, source in sources.items():
         if source is None:
             continue
-        preds = evaluate(model, source, batch_size=batch_size, device=device, amp_dtype=amp_dtype,
-                         progress=config.progress, desc=f"scoring {name}")
+        preds = evaluate(
+            model,
+            source,
+            batch_size=batch_size,
+            device=device,
+            amp_dtype=amp_dtype,
+            progress=config.progress,
+            desc=f"scoring {name}",
+        )
         splits[name] = preds.metrics(result.num_classes)
         if name == "test":  # kept so later views (07_compare) never need to score the test split again
             save_predictions(run.path / PREDICTIONS_NAME, preds)

@@ -35,9 +35,11 @@ def epoch_seed(seed: int, epoch: int, stream: int) -> int:
 
 def refuse_test(source: BatchSource | None, role: str) -> None:
     if source is not None and getattr(source, "split", None) == "test":
-        raise InputMismatchError(getattr(source, "source", None) or "test split",
-                                 f"was passed to fit() as its {role} data",
-                                 "fit() never sees the test split; score it once with train_and_evaluate()")
+        raise InputMismatchError(
+            getattr(source, "source", None) or "test split",
+            f"was passed to fit() as its {role} data",
+            "fit() never sees the test split; score it once with train_and_evaluate()",
+        )
 
 
 def probe_model(model: nn.Module, data: BatchSource, device: torch.device) -> int:
@@ -55,33 +57,55 @@ def probe_model(model: nn.Module, data: BatchSource, device: torch.device) -> in
             out = model(*batch.inputs)
     except (RuntimeError, TypeError, ValueError) as exc:
         where = getattr(data, "source", None) or f"{data.split} split"
-        raise InputMismatchError(where, f"{ckpt.model_identity(model)} cannot take inputs of shape "
-                                 f"{list(data.input_shapes())} ({type(exc).__name__}: {str(exc)[:300]})",
-                                 "build the model with input_shape equal to the data's clip shape, or use data made for this model") from exc
+        raise InputMismatchError(
+            where,
+            f"{ckpt.model_identity(model)} cannot take inputs of shape "
+            f"{list(data.input_shapes())} ({type(exc).__name__}: {str(exc)[:300]})",
+            "build the model with input_shape equal to the data's clip shape, or use data made for this model",
+        ) from exc
     finally:
         model.train(was_training)
     if out.ndim != 2 or out.shape[0] != batch.size:
-        raise InputMismatchError(None, f"{ckpt.model_identity(model)} returned shape {tuple(out.shape)}; expected (B, K) logits",
-                                 "the model must map (B, ...) inputs to (B, num_classes)")
+        raise InputMismatchError(
+            None,
+            f"{ckpt.model_identity(model)} returned shape {tuple(out.shape)}; expected (B, K) logits",
+            "the model must map (B, ...) inputs to (B, num_classes)",
+        )
     num_classes = int(out.shape[1])
     labels = getattr(data, "labels", None)
     if isinstance(labels, torch.Tensor) and labels.numel() and int(labels.max()) >= num_classes:
-        raise InputMismatchError(getattr(data, "source", None), f"labels go up to {int(labels.max())} but the model has {num_classes} outputs",
-                                 "build the model with num_classes equal to the dataset's class count")
+        raise InputMismatchError(
+            getattr(data, "source", None),
+            f"labels go up to {int(labels.max())} but the model has {num_classes} outputs",
+            "build the model with num_classes equal to the dataset's class count",
+        )
     return num_classes
 
 
-def diverged_error(run: RunDir, config: TrainConfig, epoch: int, step: int, lr: float, value: float, inputs_finite: bool | None) -> TrainingDivergedError:
+def diverged_error(
+    run: RunDir, config: TrainConfig, epoch: int, step: int, lr: float, value: float, inputs_finite: bool | None
+) -> TrainingDivergedError:
     last = run.path / ckpt.LAST_NAME
-    kept = f"the last good checkpoint is kept: {last}" if last.exists() else "no epoch had finished, so there is no checkpoint yet"
+    kept = (
+        f"the last good checkpoint is kept: {last}"
+        if last.exists()
+        else "no epoch had finished, so there is no checkpoint yet"
+    )
     if inputs_finite is False:
-        reason = f"training loss is {value} at epoch {epoch + 1}, step {step}: the input batch itself holds NaN/inf ({kept})"
+        reason = (
+            f"training loss is {value} at epoch {epoch + 1}, step {step}: the input batch itself holds NaN/inf ({kept})"
+        )
         fix = "check the latent cache / input data for NaN or inf values (rebuild the cache entries at fault)"
     else:
         reason = f"training loss became {value} at epoch {epoch + 1}, step {step} (lr {lr:.3g}) ({kept})"
-        fix = (f"lower lr (e.g. {config.lr / 3:.3g} instead of {config.lr:.3g}), keep grad_clip on (now {config.grad_clip}), "
-               f"lengthen warmup_epochs (now {config.warmup_epochs}) or set amp=False; then rerun in a fresh run directory")
-    return TrainingDivergedError(run.path, reason, fix, epoch=epoch, step=step, last_good_checkpoint=last if last.exists() else None)
+        fix = (
+            f"lower lr (e.g. {config.lr / 3:.3g} instead of {config.lr:.3g}), "
+            f"keep grad_clip on (now {config.grad_clip}), "
+            f"lengthen warmup_epochs (now {config.warmup_epochs}) or set amp=False; then rerun in a fresh run directory"
+        )
+    return TrainingDivergedError(
+        run.path, reason, fix, epoch=epoch, step=step, last_good_checkpoint=last if last.exists() else None
+    )
 
 
 class Determinism:
@@ -91,7 +115,10 @@ class Determinism:
         self.enabled = enabled
 
     def __enter__(self) -> None:
-        self.previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+        self.previous = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
         self.benchmark = torch.backends.cudnn.benchmark
         if self.enabled:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
@@ -122,8 +149,9 @@ class EpochLoop:
     steps_per_epoch: int
 
 
-def check_finite(loop: EpochLoop, epoch: int, pending: list[tuple[int, torch.Tensor]],
-                 inputs: tuple[torch.Tensor, ...] | None) -> None:
+def check_finite(
+    loop: EpochLoop, epoch: int, pending: list[tuple[int, torch.Tensor]], inputs: tuple[torch.Tensor, ...] | None
+) -> None:
     """Raise :class:`TrainingDivergedError` at the first non-finite loss of ``pending`` (step,
     loss) pairs, saying whether the batch ``inputs`` themselves held NaN/inf; then empty it."""
     if not pending:
@@ -155,11 +183,13 @@ def train_one_epoch(*, loop: EpochLoop, epoch: int, state: dict[str, Any]) -> di
     seen = 0
     pending: list[tuple[int, torch.Tensor]] = []
     lr = loop.schedule.lr_at(state["step"])
-    bar = tqdm(total=loop.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False,
-               disable=not config.progress)
+    bar = tqdm(
+        total=loop.steps_per_epoch, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not config.progress
+    )
     try:
-        for batch in loop.train.batches(config.batch_size, shuffle=True, generator=order_gen, device=device, train=True,
-                                        drop_last=loop.drop_last):
+        for batch in loop.train.batches(
+            config.batch_size, shuffle=True, generator=order_gen, device=device, train=True, drop_last=loop.drop_last
+        ):
             lr = loop.schedule.apply(optimizer, state["step"])
             inputs = batch.inputs
             if loop.augment is not None:
@@ -189,7 +219,17 @@ def train_one_epoch(*, loop: EpochLoop, epoch: int, state: dict[str, Any]) -> di
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    return {"epoch": epoch + 1, "step": state["step"], "lr": lr, "train_loss": loss_sum.item() / max(seen, 1),
-            "train_acc": correct.item() / max(seen, 1), "val_loss": "", "val_clip_top1": "", "val_video_top1": "",
-            "epoch_seconds": seconds, "val_seconds": 0.0,
-            "train_clips_per_s": seen / seconds if seconds > 0 else float("nan"), "elapsed_seconds": 0.0}
+    return {
+        "epoch": epoch + 1,
+        "step": state["step"],
+        "lr": lr,
+        "train_loss": loss_sum.item() / max(seen, 1),
+        "train_acc": correct.item() / max(seen, 1),
+        "val_loss": "",
+        "val_clip_top1": "",
+        "val_video_top1": "",
+        "epoch_seconds": seconds,
+        "val_seconds": 0.0,
+        "train_clips_per_s": seen / seconds if seconds > 0 else float("nan"),
+        "elapsed_seconds": 0.0,
+    }

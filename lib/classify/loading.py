@@ -57,14 +57,25 @@ class ExperimentData:
         return self.train.input_bytes_per_clip()
 
     def describe(self) -> dict[str, Any]:
-        counts = {name: len(src) for name, src in (("train", self.train), ("val", self.val), ("test", self.test)) if src is not None}
-        return {"source": self.source, "input_kind": self.input_kind, "num_classes": self.num_classes,
-                "input_shapes": [list(s) for s in self.input_shapes()], "clips": counts,
-                "input_bytes_per_clip": self.input_bytes_per_clip(), **self.provenance}
+        counts = {
+            name: len(src)
+            for name, src in (("train", self.train), ("val", self.val), ("test", self.test))
+            if src is not None
+        }
+        return {
+            "source": self.source,
+            "input_kind": self.input_kind,
+            "num_classes": self.num_classes,
+            "input_shapes": [list(s) for s in self.input_shapes()],
+            "clips": counts,
+            "input_bytes_per_clip": self.input_bytes_per_clip(),
+            **self.provenance,
+        }
 
 
-def load_latent_data(cache_dir: str | os.PathLike[str], *, fold: int = 1, with_content: bool = False,
-                     kind: str = "latent") -> ExperimentData:
+def load_latent_data(
+    cache_dir: str | os.PathLike[str], *, fold: int = 1, with_content: bool = False, kind: str = "latent"
+) -> ExperimentData:
     """The fold's train/val/test latents (fp16, in RAM) from a latent cache; ``with_content``
     adds the content-frame features as a second input; ``kind`` selects the cache's array
     ("latent", or the pooled-pixel control). A split the cache lacks (e.g. no val) is None
@@ -82,25 +93,53 @@ def load_latent_data(cache_dir: str | os.PathLike[str], *, fold: int = 1, with_c
         clips = load_split(cache_path, split, fold, kind=kind)
         if len(clips.labels) == 0:
             if split != "val":
-                raise InputMismatchError(cache_path, f"has no {split} clips for fold {fold}",
-                                         f"build the cache with the {split} split of fold {fold}")
+                raise InputMismatchError(
+                    cache_path,
+                    f"has no {split} clips for fold {fold}",
+                    f"build the cache with the {split} split of fold {fold}",
+                )
             sources[split] = None
             continue
         inputs = [clips.latents]
         if with_content:
             content = load_content_features(cache_path, split, fold)
             if content.shape[0] != clips.latents.shape[0]:
-                raise InputMismatchError(cache_path, f"content features ({content.shape[0]} rows) do not align with the "
-                                         f"{split} latents ({clips.latents.shape[0]})", "rebuild the cache")
+                raise InputMismatchError(
+                    cache_path,
+                    f"content features ({content.shape[0]} rows) do not align with the "
+                    f"{split} latents ({clips.latents.shape[0]})",
+                    "rebuild the cache",
+                )
             inputs.append(content)
-        sources[split] = TensorClips(tuple(inputs), clips.labels, clips.video_index, split=split,
-                                     class_names=class_names, source=f"{cache_path} ({split}, fold {fold})")
-    provenance = {"cache_dir": str(cache_path), "fold": fold, "cache_kind": kind, "cache_source": cache.source_kind,
-                  "cache_latent_shape": list(cache.latent_shape), "cache_key_hash": cache.key_hash}
+        sources[split] = TensorClips(
+            tuple(inputs),
+            clips.labels,
+            clips.video_index,
+            split=split,
+            class_names=class_names,
+            source=f"{cache_path} ({split}, fold {fold})",
+        )
+    provenance = {
+        "cache_dir": str(cache_path),
+        "fold": fold,
+        "cache_kind": kind,
+        "cache_source": cache.source_kind,
+        "cache_latent_shape": list(cache.latent_shape),
+        "cache_key_hash": cache.key_hash,
+    }
     train, test = sources["train"], sources["test"]
     assert train is not None and test is not None
-    return ExperimentData(train, sources["val"], test, class_names, "latent+content" if with_content else "latent",
-                          str(cache_path), cache.encode_seconds_per_clip, cache.encode_seconds, provenance)
+    return ExperimentData(
+        train,
+        sources["val"],
+        test,
+        class_names,
+        "latent+content" if with_content else "latent",
+        str(cache_path),
+        cache.encode_seconds_per_clip,
+        cache.encode_seconds,
+        provenance,
+    )
 
 
 DEFAULT_PIXEL_POLICY = CropPolicy(short_side=128, crop=(112, 112), resize_precision="uint8")  # the R(2+1)D input
@@ -129,8 +168,13 @@ class PixelInputSpec:
     in_memory: bool = False
 
 
-def load_pixel_data(data_root: str | os.PathLike[str] | None = None, *, cache_dir: str | os.PathLike[str] | None = None,
-                    fold: int = 1, pixels: PixelInputSpec | None = None) -> ExperimentData:
+def load_pixel_data(
+    data_root: str | os.PathLike[str] | None = None,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    fold: int = 1,
+    pixels: PixelInputSpec | None = None,
+) -> ExperimentData:
     """Every clip of the fold's train/val/test videos as decoded pixel batches (``pixels``: how).
 
     With ``cache_dir`` the clips are exactly the cache's (same videos, same source frames, same
@@ -155,11 +199,18 @@ def load_pixel_data(data_root: str | os.PathLike[str] | None = None, *, cache_di
             if split not in cache.index["splits"].get(str(fold), {}):
                 continue
             items_by_split[split] = [
-                PixelClipItem(video_root / entry.id if video_root is not None else entry.path, frames, entry.label, position)
-                for position, entry in enumerate(cache.videos(split, fold)) for frames in entry.clip_frame_indices]
+                PixelClipItem(
+                    video_root / entry.id if video_root is not None else entry.path, frames, entry.label, position
+                )
+                for position, entry in enumerate(cache.videos(split, fold))
+                for frames in entry.clip_frame_indices
+            ]
         source = str(cache_path)
-        provenance: dict[str, Any] = {"clips_from_cache": str(cache_path), "cache_key_hash": cache.key_hash,
-                                      "data_root": str(video_root.parent if video_root else cache.dataset_root)}
+        provenance: dict[str, Any] = {
+            "clips_from_cache": str(cache_path),
+            "cache_key_hash": cache.key_hash,
+            "data_root": str(video_root.parent if video_root else cache.dataset_root),
+        }
     else:
         from lib.data.ucf101 import load_ucf101
 
@@ -169,18 +220,31 @@ def load_pixel_data(data_root: str | os.PathLike[str] | None = None, *, cache_di
         dataset = load_ucf101(root, fold, val_fraction=val_fraction, seed=val_seed)
         class_names = list(dataset.classes)
         for split in SPLITS:
-            items_by_split[split] = clip_items([(r.path, r.label) for r in dataset.records(split)], spec=clip_spec, mode=clip_mode)
+            items_by_split[split] = clip_items(
+                [(r.path, r.label) for r in dataset.records(split)], spec=clip_spec, mode=clip_mode
+            )
         source = str(root)
-        provenance = {"data_root": str(root), "clip_mode": clip_mode, "val_fraction": val_fraction, "val_seed": val_seed,
-                      "clip_spec": {"num_frames": clip_spec.num_frames, "target_fps": clip_spec.target_fps}}
+        provenance = {
+            "data_root": str(root),
+            "clip_mode": clip_mode,
+            "val_fraction": val_fraction,
+            "val_seed": val_seed,
+            "clip_spec": {"num_frames": clip_spec.num_frames, "target_fps": clip_spec.target_fps},
+        }
     sources: dict[str, PixelClips | PixelBankClips | None] = {}
     for split in SPLITS:
         items = items_by_split.get(split, [])
         dataset_split = PixelClipDataset(items, policy, augment=augment and split == "train", flip=flip)
-        stream = PixelClips(dataset_split, split=split, num_workers=num_workers, class_names=class_names) if items else None
-        sources[split] = PixelBankClips(stream, num_workers=num_workers, progress=True) if stream and in_memory else stream
+        stream = (
+            PixelClips(dataset_split, split=split, num_workers=num_workers, class_names=class_names) if items else None
+        )
+        sources[split] = (
+            PixelBankClips(stream, num_workers=num_workers, progress=True) if stream and in_memory else stream
+        )
     train, test = sources["train"], sources["test"]
     if train is None or test is None:
-        raise InputMismatchError(source, f"fold {fold} has no train or no test clips", "check the split lists / the cache")
+        raise InputMismatchError(
+            source, f"fold {fold} has no train or no test clips", "check the split lists / the cache"
+        )
     provenance.update(fold=fold, spatial=policy.params())
     return ExperimentData(train, sources["val"], test, class_names, "pixels", source, 0.0, 0.0, provenance)

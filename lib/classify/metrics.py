@@ -50,7 +50,9 @@ def mean_class_accuracy(predicted: torch.Tensor, labels: torch.Tensor, num_class
     return present.mean().item() if present.numel() else float("nan")
 
 
-def video_level(probs: torch.Tensor, labels: torch.Tensor, video_index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def video_level(
+    probs: torch.Tensor, labels: torch.Tensor, video_index: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean clip probabilities per video.
 
     ``probs`` (N, K) float (softmax of clip logits), ``labels`` (N,), ``video_index`` (N,) ->
@@ -62,8 +64,11 @@ def video_level(probs: torch.Tensor, labels: torch.Tensor, video_index: torch.Te
     video_labels = torch.full((ids.numel(),), -1, dtype=torch.long).scatter_(0, inverse, labels.long())
     if not torch.equal(video_labels[inverse], labels.long()):
         bad = ids[torch.unique(inverse[video_labels[inverse] != labels.long()])][:5].tolist()
-        raise InputMismatchError(None, f"clips of videos {bad} carry different labels",
-                                 "the labels/video_index of this split are misaligned; rebuild the cache")
+        raise InputMismatchError(
+            None,
+            f"clips of videos {bad} carry different labels",
+            "the labels/video_index of this split are misaligned; rebuild the cache",
+        )
     return sums / count[:, None], video_labels, ids
 
 
@@ -80,8 +85,9 @@ def level_metrics(scores: torch.Tensor, labels: torch.Tensor, num_classes: int) 
     }
 
 
-def classification_metrics(logits: torch.Tensor, labels: torch.Tensor, video_index: torch.Tensor,
-                           num_classes: int | None = None) -> dict[str, Any]:
+def classification_metrics(
+    logits: torch.Tensor, labels: torch.Tensor, video_index: torch.Tensor, num_classes: int | None = None
+) -> dict[str, Any]:
     """{"clip": {...}, "video": {...}, "loss": mean clip cross-entropy} from clip ``logits``
     (N, K), ``labels`` (N,), ``video_index`` (N,). Each level: count, top1, top5,
     mean_class_accuracy (fractions in [0, 1]), confusion (K x K lists), per_class_accuracy."""
@@ -125,7 +131,9 @@ def split_table(metrics_by_split: Mapping[str, Mapping[str, Any]], *, title: str
         else:
             row = [m.get("video_top1"), m.get("clip_top1"), m.get("video_top5"), m.get("video_mean_class_accuracy")]
             counts = ["", ""]
-        lines.append(f"| {split.capitalize()} | " + " | ".join(_pct(v) for v in row) + " | " + " | ".join(counts) + " |")
+        lines.append(
+            f"| {split.capitalize()} | " + " | ".join(_pct(v) for v in row) + " | " + " | ".join(counts) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -153,8 +161,12 @@ def aggregate_seeds(runs: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, An
     for key in sorted(common):
         values = [f[key] for f in flat]
         t = torch.tensor(values, dtype=torch.float64)
-        out[key] = {"mean": t.mean().item(), "std": t.std(correction=1).item() if len(values) > 1 else None,
-                    "n": len(values), "values": values}
+        out[key] = {
+            "mean": t.mean().item(),
+            "std": t.std(correction=1).item() if len(values) > 1 else None,
+            "n": len(values),
+            "values": values,
+        }
     return out
 
 
@@ -175,7 +187,12 @@ def aggregate_split_table(aggregate: Mapping[str, Mapping[str, Any]], *, title: 
         "|---|---|---|---|---|---|",
     ]
     for split in ("train", "val", "test"):
-        keys = [f"{split}.video_top1", f"{split}.clip_top1", f"{split}.video_top5", f"{split}.video_mean_class_accuracy"]
+        keys = [
+            f"{split}.video_top1",
+            f"{split}.clip_top1",
+            f"{split}.video_top5",
+            f"{split}.video_mean_class_accuracy",
+        ]
         if keys[0] not in aggregate:
             continue
         cells = [format_mean_std(aggregate[k]) if k in aggregate else "n/a" for k in keys]

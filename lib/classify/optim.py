@@ -55,8 +55,13 @@ def soft_targets(labels: torch.Tensor, num_classes: int, smoothing: float) -> to
     return one_hot * (1.0 - smoothing) + smoothing / num_classes if smoothing else one_hot
 
 
-def mixup(inputs: tuple[torch.Tensor, ...], targets: torch.Tensor, alpha: float, rng: np.random.Generator,
-          generator: torch.Generator) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+def mixup(
+    inputs: tuple[torch.Tensor, ...],
+    targets: torch.Tensor,
+    alpha: float,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
     """Mix each clip with a partner from the same batch: ``x = lam x + (1 - lam) x[perm]`` for
     every input (latent and content alike) and the same for the soft targets (B, K).
     ``lam ~ Beta(alpha, alpha)`` from ``rng``, ``perm`` from ``generator`` (CPU); one ``lam``
@@ -76,6 +81,9 @@ def resolve_augment(augment: str | AugmentFn | None) -> AugmentFn | None:
     try:
         from lib.models.augment import get_augment
     except ImportError as exc:
-        raise UnknownNameError(None, f"augmentation {augment!r} needs lib.models.augment, which is not importable ({exc})",
-                               "pass augment=None or a callable augment(x, generator)") from exc
+        raise UnknownNameError(
+            None,
+            f"augmentation {augment!r} needs lib.models.augment, which is not importable ({exc})",
+            "pass augment=None or a callable augment(x, generator)",
+        ) from exc
     return get_augment(augment)

@@ -69,16 +69,18 @@ class PixelBankClips:
         self.flip = bool(dataset.flip)
         self.crop: tuple[int, int] | None = tuple(policy.crop) if isinstance(policy, CropPolicy) else None
         full_frame = self.augment and self.crop is not None
-        self.clips = self._decode(_BankItems(dataset, full_frame=full_frame), num_workers=num_workers,
-                                  progress=progress)
+        self.clips = self._decode(
+            _BankItems(dataset, full_frame=full_frame), num_workers=num_workers, progress=progress
+        )
         dataset.close()
 
     def _decode(self, items: _BankItems, *, num_workers: int, progress: bool) -> torch.Tensor:
         n = len(items)
         if n == 0:
             return torch.empty(0, dtype=torch.uint8)
-        loader = DataLoader(items, batch_size=None, shuffle=False, num_workers=num_workers,
-                            prefetch_factor=4 if num_workers else None)
+        loader = DataLoader(
+            items, batch_size=None, shuffle=False, num_workers=num_workers, prefetch_factor=4 if num_workers else None
+        )
         bank: torch.Tensor | None = None
         clips = iter(loader)
         iterator: Any = clips
@@ -92,9 +94,11 @@ class PixelBankClips:
                     bank = torch.empty((n, *clip.shape), dtype=torch.uint8)
                 if tuple(clip.shape) != tuple(bank.shape[1:]):
                     path = items.dataset.items[index].path
-                    raise ValueError(f"{path}: decoded clip {tuple(clip.shape)} differs from the split's first clip "
-                                     f"{tuple(bank.shape[1:])}; an in-memory bank needs one frame size. Fix: use the "
-                                     "streaming pixel source (pixel_in_memory: false) or a policy with a fixed crop")
+                    raise ValueError(
+                        f"{path}: decoded clip {tuple(clip.shape)} differs from the split's first clip "
+                        f"{tuple(bank.shape[1:])}; an in-memory bank needs one frame size. Fix: use the "
+                        "streaming pixel source (pixel_in_memory: false) or a policy with a fixed crop"
+                    )
                 bank[index] = clip
         finally:
             stop_workers(clips)
@@ -119,8 +123,16 @@ class PixelBankClips:
     def on(self, device: torch.device) -> PixelBankClips:
         return self
 
-    def batches(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None, device: torch.device,
-                train: bool = False, drop_last: bool = False) -> Iterator[Batch]:
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        device: torch.device,
+        train: bool = False,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
         order = batch_order(len(self), shuffle=shuffle, generator=generator)
         stop = num_batches(len(self), batch_size, drop_last=drop_last) * batch_size
         augment = train and self.augment and generator is not None
@@ -129,7 +141,9 @@ class PixelBankClips:
             clips = self.clips.index_select(0, idx)  # uint8 (B, 3, T, H, W)
             clips = self._augmented(clips, generator) if augment else self._centre(clips)
             x = clips.to(device).float().div_(127.5).sub_(1.0)
-            yield Batch((x,), self.labels.index_select(0, idx).to(device), self.video_index.index_select(0, idx).to(device))
+            yield Batch(
+                (x,), self.labels.index_select(0, idx).to(device), self.video_index.index_select(0, idx).to(device)
+            )
 
     def _centre(self, clips: torch.Tensor) -> torch.Tensor:
         if self.crop is None or tuple(clips.shape[-2:]) == self.crop:

@@ -32,6 +32,8 @@ from lib.data.clips import ClipSpec, SamplingMode, sample_clips
 from lib.data.spatial import CropPolicy, SpatialPolicy
 from lib.data.video import VideoReader
 
+DEFAULT_CLIP_SPEC = ClipSpec()  # the data layer's clips: 16 frames at 16 fps
+
 
 @dataclass(frozen=True)
 class PixelClipItem:
@@ -43,8 +45,13 @@ class PixelClipItem:
     video_index: int
 
 
-def clip_items(videos: Sequence[tuple[str | Path, int]], *, spec: ClipSpec = ClipSpec(), mode: SamplingMode = "all",
-               seed: int = 0) -> list[PixelClipItem]:
+def clip_items(
+    videos: Sequence[tuple[str | Path, int]],
+    *,
+    spec: ClipSpec = DEFAULT_CLIP_SPEC,
+    mode: SamplingMode = "all",
+    seed: int = 0,
+) -> list[PixelClipItem]:
     """Items for every clip of ``videos`` ((path, label) pairs, in split order): each video is
     opened once to read its frame count and rate, then sampled with
     :func:`lib.data.clips.sample_clips`. A video too short for one clip contributes no item in
@@ -65,8 +72,9 @@ class PixelClipDataset(Dataset[tuple[torch.Tensor, int, int]]):
     :class:`SeededOrderSampler` (augmented with that seed when ``augment`` is on).
     """
 
-    def __init__(self, items: Sequence[PixelClipItem], policy: SpatialPolicy, *, augment: bool = False,
-                 flip: bool = True) -> None:
+    def __init__(
+        self, items: Sequence[PixelClipItem], policy: SpatialPolicy, *, augment: bool = False, flip: bool = True
+    ) -> None:
         self.items = list(items)
         self.policy = policy
         self.augment = augment
@@ -159,8 +167,15 @@ def stop_workers(iterator: Any) -> None:
 class PixelClips:
     """A pixel split as a batch source: ``PixelClipDataset`` + ``DataLoader(num_workers)``."""
 
-    def __init__(self, dataset: PixelClipDataset, *, split: str | None = None, num_workers: int = 0,
-                 class_names: Sequence[str] | None = None, prefetch_factor: int = 2) -> None:
+    def __init__(
+        self,
+        dataset: PixelClipDataset,
+        *,
+        split: str | None = None,
+        num_workers: int = 0,
+        class_names: Sequence[str] | None = None,
+        prefetch_factor: int = 2,
+    ) -> None:
         self.dataset = dataset
         self.split = split
         self.num_workers = num_workers
@@ -174,7 +189,8 @@ class PixelClips:
         return len(self.dataset)
 
     def __repr__(self) -> str:
-        return f"PixelClips(split={self.split!r}, clips={len(self)}, policy={self.dataset.policy.params()}, workers={self.num_workers})"
+        policy = self.dataset.policy.params()
+        return f"PixelClips(split={self.split!r}, clips={len(self)}, policy={policy}, workers={self.num_workers})"
 
     def input_shapes(self) -> tuple[tuple[int, ...], ...]:
         if self._shape is None:
@@ -190,15 +206,28 @@ class PixelClips:
     def on(self, device: torch.device) -> PixelClips:
         return self
 
-    def batches(self, batch_size: int, *, shuffle: bool, generator: torch.Generator | None, device: torch.device,
-                train: bool = False, drop_last: bool = False) -> Iterator[Batch]:
+    def batches(
+        self,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        generator: torch.Generator | None,
+        device: torch.device,
+        train: bool = False,
+        drop_last: bool = False,
+    ) -> Iterator[Batch]:
         sampler = SeededOrderSampler(len(self), shuffle=shuffle, generator=generator if (shuffle or train) else None)
         dataset = self.dataset
         if dataset.augment and not train:  # evaluation: centre crop, no flip
             dataset = PixelClipDataset(dataset.items, dataset.policy, augment=False)
         loader = DataLoader(
-            dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers, drop_last=drop_last,
-            pin_memory=device.type == "cuda", prefetch_factor=self.prefetch_factor if self.num_workers else None,
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=self.num_workers,
+            drop_last=drop_last,
+            pin_memory=device.type == "cuda",
+            prefetch_factor=self.prefetch_factor if self.num_workers else None,
         )
         batches = iter(loader)
         try:

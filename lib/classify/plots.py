@@ -51,7 +51,11 @@ def plot_learning_curves(history: str | os.PathLike[str] | Sequence[Mapping[str,
         xs, ys = _column(rows, key)
         if xs:
             ax_loss.plot(xs, ys, marker=".", label=label)
-    for key, label in (("train_acc", "train (clip)"), ("val_clip_top1", "val (clip)"), ("val_video_top1", "val (video)")):
+    for key, label in (
+        ("train_acc", "train (clip)"),
+        ("val_clip_top1", "val (clip)"),
+        ("val_video_top1", "val (video)"),
+    ):
         xs, ys = _column(rows, key)
         if xs:
             ax_acc.plot(xs, [100 * y for y in ys], marker=".", label=label)
@@ -70,8 +74,14 @@ def plot_learning_curves(history: str | os.PathLike[str] | Sequence[Mapping[str,
     return fig
 
 
-def plot_confusion_matrix(confusion: Sequence[Sequence[int]] | np.ndarray, class_names: Sequence[str] | None = None, *,
-                          normalize: bool = True, title: str = "", max_labels: int = 40) -> Any:
+def plot_confusion_matrix(
+    confusion: Sequence[Sequence[int]] | np.ndarray,
+    class_names: Sequence[str] | None = None,
+    *,
+    normalize: bool = True,
+    title: str = "",
+    max_labels: int = 40,
+) -> Any:
     """Heatmap of a (K, K) confusion matrix (rows: true class, columns: predicted), row-normalised
     to recall by default. Class names label the axes when there are at most ``max_labels``."""
     import matplotlib.pyplot as plt
@@ -91,15 +101,23 @@ def plot_confusion_matrix(confusion: Sequence[Sequence[int]] | np.ndarray, class
             for i in range(k):
                 for j in range(k):
                     if cm[i, j]:
-                        ax.text(j, i, f"{shown[i, j]:.2f}" if normalize else int(cm[i, j]), ha="center", va="center",
-                                fontsize=7, color="white" if shown[i, j] > 0.5 * np.nanmax(shown) else "black")
+                        ax.text(
+                            j,
+                            i,
+                            f"{shown[i, j]:.2f}" if normalize else int(cm[i, j]),
+                            ha="center",
+                            va="center",
+                            fontsize=7,
+                            color="white" if shown[i, j] > 0.5 * np.nanmax(shown) else "black",
+                        )
     ax.set(xlabel="predicted", ylabel="true", title=title or "confusion matrix")
     fig.tight_layout()
     return fig
 
 
-def plot_per_class_accuracy(per_class: Sequence[float | None], class_names: Sequence[str] | None = None, *,
-                            title: str = "", sort: bool = True) -> Any:
+def plot_per_class_accuracy(
+    per_class: Sequence[float | None], class_names: Sequence[str] | None = None, *, title: str = "", sort: bool = True
+) -> Any:
     """Horizontal bars of per-class accuracy (%), sorted ascending so the weakest classes lead."""
     import matplotlib.pyplot as plt
 
@@ -118,8 +136,12 @@ def plot_per_class_accuracy(per_class: Sequence[float | None], class_names: Sequ
     return fig
 
 
-COST_LABELS = {"flops_per_clip": "forward FLOPs per clip (log scale)", "train_seconds": "training time in s (log scale)",
-               "params": "parameters (log scale)", "seconds_per_epoch": "seconds per epoch (log scale)"}
+COST_LABELS = {
+    "flops_per_clip": "forward FLOPs per clip (log scale)",
+    "train_seconds": "training time in s (log scale)",
+    "params": "parameters (log scale)",
+    "seconds_per_epoch": "seconds per epoch (log scale)",
+}
 
 
 def _label_offsets(ax: Any, points: Sequence[tuple[float, float, str]], fontsize: float) -> list[tuple[float, float]]:
@@ -133,8 +155,16 @@ def _label_offsets(ax: Any, points: Sequence[tuple[float, float, str]], fontsize
     for x, y, name in points:
         px, py = ax.transData.transform((x, y)) / scale  # in points
         width = char_w * len(name)
-        for dx, dy in ((5, 4), (5, -4 - line_h), (-5 - width, 4), (-5 - width, -4 - line_h), (5, 4 + line_h),
-                       (5, -4 - 2 * line_h), (-5 - width, 4 + line_h), (-5 - width, -4 - 2 * line_h)):
+        for dx, dy in (
+            (5, 4),
+            (5, -4 - line_h),
+            (-5 - width, 4),
+            (-5 - width, -4 - line_h),
+            (5, 4 + line_h),
+            (5, -4 - 2 * line_h),
+            (-5 - width, 4 + line_h),
+            (-5 - width, -4 - 2 * line_h),
+        ):
             box = (px + dx, py + dy, px + dx + width, py + dy + line_h)
             if not any(box[0] < b[2] and b[0] < box[2] and box[1] < b[3] and b[1] < box[3] for b in taken):
                 break
@@ -143,8 +173,9 @@ def _label_offsets(ax: Any, points: Sequence[tuple[float, float, str]], fontsize
     return offsets
 
 
-def plot_accuracy_vs_cost(results: Sequence[Mapping[str, Any]], *, x: str = "flops_per_clip", y: str = "test_video_top1",
-                          title: str = "") -> Any:
+def plot_accuracy_vs_cost(
+    results: Sequence[Mapping[str, Any]], *, x: str = "flops_per_clip", y: str = "test_video_top1", title: str = ""
+) -> Any:
     """Scatter of accuracy against a cost on a log x axis, one point per model with error bars
     (std over seeds) and its name, names placed so they do not overlap. ``results``: dicts with
     ``model``, ``x`` (e.g. ``flops_per_clip``, ``train_seconds``, ``params``) and ``y`` as a
@@ -152,7 +183,12 @@ def plot_accuracy_vs_cost(results: Sequence[Mapping[str, Any]], *, x: str = "flo
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.8))
-    colours = {"latent": "tab:blue", "latent+content": "tab:purple", "pixels": "tab:orange", "pooled pixels": "tab:grey"}
+    colours = {
+        "latent": "tab:blue",
+        "latent+content": "tab:purple",
+        "pixels": "tab:orange",
+        "pooled pixels": "tab:grey",
+    }
     seen_kinds: set[str] = set()
     points = []
     for r in results:
@@ -160,16 +196,26 @@ def plot_accuracy_vs_cost(results: Sequence[Mapping[str, Any]], *, x: str = "flo
             continue
         kind = str(r.get("input_kind", "latent"))
         std = r.get(f"{y}_std")
-        ax.errorbar(float(r[x]), 100 * float(r[y]), yerr=None if std is None else 100 * float(std), fmt="o", capsize=3,
-                    color=colours.get(kind, "tab:grey"), label=None if kind in seen_kinds else kind)
+        ax.errorbar(
+            float(r[x]),
+            100 * float(r[y]),
+            yerr=None if std is None else 100 * float(std),
+            fmt="o",
+            capsize=3,
+            color=colours.get(kind, "tab:grey"),
+            label=None if kind in seen_kinds else kind,
+        )
         seen_kinds.add(kind)
         points.append((float(r[x]), 100 * float(r[y]), str(r["model"])))
     ax.set_xscale("log")
     ax.margins(x=0.15, y=0.12)
     for (px, py, name), offset in zip(points, _label_offsets(ax, points, 8)):
         ax.annotate(name, (px, py), textcoords="offset points", xytext=offset, fontsize=8)
-    ax.set(xlabel=COST_LABELS.get(x, x.replace("_", " ") + " (log scale)"), ylabel=f"{y.replace('_', ' ')} (%)",
-           title=title or "accuracy vs cost")
+    ax.set(
+        xlabel=COST_LABELS.get(x, x.replace("_", " ") + " (log scale)"),
+        ylabel=f"{y.replace('_', ' ')} (%)",
+        title=title or "accuracy vs cost",
+    )
     ax.title.set_fontsize(10)
     ax.grid(alpha=0.3, which="both")
     if seen_kinds:
@@ -178,7 +224,9 @@ def plot_accuracy_vs_cost(results: Sequence[Mapping[str, Any]], *, x: str = "flo
     return fig
 
 
-def save_run_figures(run_dir: str | os.PathLike[str], metrics: Mapping[str, Any], *, split: str = "test", level: str = "video") -> list[Path]:
+def save_run_figures(
+    run_dir: str | os.PathLike[str], metrics: Mapping[str, Any], *, split: str = "test", level: str = "video"
+) -> list[Path]:
     """Learning curves, confusion matrix and per-class accuracy of one run into its figures/."""
     import matplotlib.pyplot as plt
 
@@ -189,8 +237,12 @@ def save_run_figures(run_dir: str | os.PathLike[str], metrics: Mapping[str, Any]
     split_metrics = metrics["splits"][split][level]
     figures = {
         "learning_curves": plot_learning_curves(run.path / "history.csv"),
-        f"confusion_{split}_{level}": plot_confusion_matrix(split_metrics["confusion"], names, title=f"{split} ({level} level)"),
-        f"per_class_{split}_{level}": plot_per_class_accuracy(split_metrics["per_class_accuracy"], names, title=f"{split} ({level} level)"),
+        f"confusion_{split}_{level}": plot_confusion_matrix(
+            split_metrics["confusion"], names, title=f"{split} ({level} level)"
+        ),
+        f"per_class_{split}_{level}": plot_per_class_accuracy(
+            split_metrics["per_class_accuracy"], names, title=f"{split} ({level} level)"
+        ),
     }
     paths = []
     for name, fig in figures.items():

@@ -54,16 +54,28 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: BatchSource, *, batch_size: int = 512, device: torch.device | None = None,
-             amp_dtype: torch.dtype | None = None, progress: bool = False, desc: str | None = None) -> Predictions:
+def evaluate(
+    model: nn.Module,
+    data: BatchSource,
+    *,
+    batch_size: int = 512,
+    device: torch.device | None = None,
+    amp_dtype: torch.dtype | None = None,
+    progress: bool = False,
+    desc: str | None = None,
+) -> Predictions:
     """Run ``model`` (in eval mode, restored afterwards) over every clip of ``data`` in order."""
     device = device or model_device(model)
     was_training = model.training
     model.eval()
     logits, labels, videos = [], [], []
     start = time.perf_counter()
-    bar = tqdm(total=num_batches(len(data), batch_size), desc=desc or f"eval {data.split or ''}".strip(),
-               disable=not progress, leave=False)
+    bar = tqdm(
+        total=num_batches(len(data), batch_size),
+        desc=desc or f"eval {data.split or ''}".strip(),
+        disable=not progress,
+        leave=False,
+    )
     try:
         for batch in data.on(device).batches(batch_size, shuffle=False, generator=None, device=device, train=False):
             with autocast(device, amp_dtype):
@@ -76,8 +88,11 @@ def evaluate(model: nn.Module, data: BatchSource, *, batch_size: int = 512, devi
         bar.close()
         model.train(was_training)
     if not logits:
-        raise InputMismatchError(getattr(data, "source", None) or f"{data.split} split", "has no clips to evaluate",
-                                 "check the cache/split (an empty split cannot be scored)")
+        raise InputMismatchError(
+            getattr(data, "source", None) or f"{data.split} split",
+            "has no clips to evaluate",
+            "check the cache/split (an empty split cannot be scored)",
+        )
     return Predictions(torch.cat(logits), torch.cat(labels), torch.cat(videos), time.perf_counter() - start)
 
 
@@ -88,8 +103,12 @@ def save_predictions(path: Path, preds: Predictions) -> None:
     """Write clip logits (float32), labels and video indices atomically (``torch.save``)."""
     from lib.runs import atomic_write
 
-    payload = {"logits": preds.logits.float(), "labels": preds.labels, "video_index": preds.video_index,
-               "seconds": preds.seconds}
+    payload = {
+        "logits": preds.logits.float(),
+        "labels": preds.labels,
+        "video_index": preds.video_index,
+        "seconds": preds.seconds,
+    }
     atomic_write(path, lambda fh: torch.save(payload, fh))
 
 
@@ -105,11 +124,17 @@ def video_predictions(summary_path: str | os.PathLike[str], video: int, *, seed:
     root = Path(summary_path).parent
     seeds = sorted(int(p.name[4:]) for p in root.glob("seed*") if (p / PREDICTIONS_NAME).is_file())
     if not seeds:
-        raise FileNotFoundError(f"{root}: no {PREDICTIONS_NAME} (runs from before predictions were kept); rerun the notebook")
+        raise FileNotFoundError(
+            f"{root}: no {PREDICTIONS_NAME} (runs from before predictions were kept); rerun the notebook"
+        )
     preds = load_predictions(root / f"seed{seed if seed is not None else seeds[0]}" / PREDICTIONS_NAME)
     rows = preds.video_index == video
     if not bool(rows.any()):
         raise IndexError(f"test video {video} has no clips in {root}")
     probs = preds.probs[rows]
-    return {"probs": probs, "label": int(preds.labels[rows][0]), "predicted": int(probs.mean(0).argmax()),
-            "num_videos": int(preds.video_index.max()) + 1}
+    return {
+        "probs": probs,
+        "label": int(preds.labels[rows][0]),
+        "predicted": int(probs.mean(0).argmax()),
+        "num_videos": int(preds.video_index.max()) + 1,
+    }

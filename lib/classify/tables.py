@@ -54,9 +54,11 @@ def accuracy_frame(results: Mapping[str, ExperimentResult], *, level: str = "vid
 
 def accuracy_table(results: Mapping[str, ExperimentResult], *, level: str = "video") -> Any:
     """:func:`accuracy_frame` as a styled table with a caption saying what the numbers are."""
-    return styled(accuracy_frame(results, level=level),
-                  f"Top-1 accuracy in % per split ({level} level: the mean of clip softmax over a video's clips), mean ± std "
-                  "over seeds; published test %: the student study on UCF101 split 1 (comparable only there)")
+    return styled(
+        accuracy_frame(results, level=level),
+        f"Top-1 accuracy in % per split ({level} level: the mean of clip softmax over a video's clips), mean ± std "
+        "over seeds; published test %: the student study on UCF101 split 1 (comparable only there)",
+    )
 
 
 def result_tables(results: Mapping[str, ExperimentResult]) -> Any:
@@ -67,9 +69,11 @@ def result_tables(results: Mapping[str, ExperimentResult]) -> Any:
 def data_table(cache_dir: str | os.PathLike[str], *, fold: int = 1, kind: str = "latent") -> Any:
     """What the classifiers of a notebook read from a cache: inputs, clips per split, provenance."""
     described = load_latent_data(cache_dir, fold=fold, kind=kind).describe()
-    return record_table(described, f"The classifiers' inputs: fold {fold} of the {kind} cache (clips per split, input "
-                                   "shape per clip, bytes per clip)")
-
+    return record_table(
+        described,
+        f"The classifiers' inputs: fold {fold} of the {kind} cache (clips per split, input "
+        "shape per clip, bytes per clip)",
+    )
 
 
 def study_frame(study_dir: str | os.PathLike[str]) -> Any:
@@ -92,49 +96,75 @@ def headline_table(frame: Any) -> Any:
     """The study's accuracy table: video/clip top-1 (%) per split, mean ± std, ordered by family."""
     order = {"lstm": 0, "transformer": 1, "conv3d": 2, "fusion": 3, "pixel": 4}
     rows = []
-    for _, r in frame.sort_values(by=["family", "model"], key=lambda s: s.map(order) if s.name == "family" else s).iterrows():
-        def pct(key: str) -> str:
+    for _, r in frame.sort_values(
+        by=["family", "model"], key=lambda s: s.map(order) if s.name == "family" else s
+    ).iterrows():
+
+        def pct(key: str, r: Any = r) -> str:
             mean, std = r.get(key), r.get(f"{key}_std")
             if mean is None or (isinstance(mean, float) and np.isnan(mean)):
                 return "n/a"
             return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if std is not None and not np.isnan(std) else "")
+
         paper = PUBLISHED.get(str(r["family"])) if r.get("origin") == "paper" and r["input_kind"] == "latent" else None
-        rows.append({"model": r["model"], "input": r["input_kind"], "notebook": r["notebook"], "seeds": r["seeds"],
-                     "train": pct("train_video_top1"), "val": pct("val_video_top1"), "test (video)": pct("test_video_top1"),
-                     "test (clip)": pct("test_clip_top1"), "published test": f"{paper['test']:.2f}" if paper else "",
-                     "params": f"{int(r['params']):,}" if r.get("params") == r.get("params") and r.get("params") is not None else "",
-                     "MFLOPs/clip": f"{r['flops_per_clip'] / 1e6:.1f}" if r.get("flops_per_clip") else "",
-                     "train s": f"{r['train_seconds']:.0f}" if r.get("train_seconds") else ""})
+        rows.append(
+            {
+                "model": r["model"],
+                "input": r["input_kind"],
+                "notebook": r["notebook"],
+                "seeds": r["seeds"],
+                "train": pct("train_video_top1"),
+                "val": pct("val_video_top1"),
+                "test (video)": pct("test_video_top1"),
+                "test (clip)": pct("test_clip_top1"),
+                "published test": f"{paper['test']:.2f}" if paper else "",
+                "params": f"{int(r['params']):,}"
+                if r.get("params") == r.get("params") and r.get("params") is not None
+                else "",
+                "MFLOPs/clip": f"{r['flops_per_clip'] / 1e6:.1f}" if r.get("flops_per_clip") else "",
+                "train s": f"{r['train_seconds']:.0f}" if r.get("train_seconds") else "",
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def study_table(frame: Any) -> Any:
     """:func:`headline_table` as a styled table with a caption."""
-    return styled(headline_table(frame), "Video-level top-1 accuracy in % (mean ± std over seeds) of every model of the "
-                  "study; published test: the student study on UCF101 split 1 (comparable only there); MFLOPs: forward, "
-                  "per clip; train s: training time on this machine", hide_index=True)
+    return styled(
+        headline_table(frame),
+        "Video-level top-1 accuracy in % (mean ± std over seeds) of every model of the "
+        "study; published test: the student study on UCF101 split 1 (comparable only there); MFLOPs: forward, "
+        "per clip; train s: training time on this machine",
+        hide_index=True,
+    )
 
 
 def cost_table(frame: Any) -> Any:
     """:func:`cost_frame` as a styled table with a caption."""
-    return styled(cost_frame(frame), "What each model costs on this machine: parameters, forward MFLOPs per clip, "
-                  "training time (s), seconds per epoch, inference clips/s, input bytes per clip, the one-off encoding "
-                  "cost (ms per clip, latent models: paid once in 02) and test video top-1 (%)", precision=1)
-
+    return styled(
+        cost_frame(frame),
+        "What each model costs on this machine: parameters, forward MFLOPs per clip, "
+        "training time (s), seconds per epoch, inference clips/s, input bytes per clip, the one-off encoding "
+        "cost (ms per clip, latent models: paid once in 02) and test video top-1 (%)",
+        precision=1,
+    )
 
 
 def cost_frame(frame: Any) -> Any:
     """Cost of every model on this machine: parameters, forward MFLOPs per clip, training time,
     inference clips/s, input bytes per clip and the one-off encode cost per clip."""
-    out = pd.DataFrame({
-        "model": frame["model"], "input": frame["input_kind"],
-        "params": frame["params"].astype("Int64"),
-        "MFLOPs/clip": (frame["flops_per_clip"] / 1e6).round(2),
-        "train s": frame["train_seconds"].round(1),
-        "s/epoch": frame["seconds_per_epoch"].round(2),
-        "inference clips/s": frame["inference_clips_per_s"].round(0),
-        "input bytes/clip": frame["input_bytes_per_clip"].astype("Int64"),
-        "encode ms/clip (one-off)": (frame["encode_seconds_per_clip"].astype(float) * 1e3).round(2),
-        "test video top-1 %": (100 * frame["test_video_top1"]).round(1),
-    })
+    out = pd.DataFrame(
+        {
+            "model": frame["model"],
+            "input": frame["input_kind"],
+            "params": frame["params"].astype("Int64"),
+            "MFLOPs/clip": (frame["flops_per_clip"] / 1e6).round(2),
+            "train s": frame["train_seconds"].round(1),
+            "s/epoch": frame["seconds_per_epoch"].round(2),
+            "inference clips/s": frame["inference_clips_per_s"].round(0),
+            "input bytes/clip": frame["input_bytes_per_clip"].astype("Int64"),
+            "encode ms/clip (one-off)": (frame["encode_seconds_per_clip"].astype(float) * 1e3).round(2),
+            "test video top-1 %": (100 * frame["test_video_top1"]).round(1),
+        }
+    )
     return out.set_index("model")

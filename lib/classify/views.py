@@ -44,17 +44,46 @@ from lib.runs import RunDir
 from lib.tables import frame_to_markdown
 
 __all__ = [
-    "PUBLISHED", "README_BEGIN", "README_END", "accuracy_cost_figure", "accuracy_frame", "accuracy_table", "best_model",
-    "confusion_figure", "cost_frame", "cost_table", "data_table", "ensure_smoke_caches", "frame_to_markdown",
-    "headline_table", "learning_curves", "result_tables", "study_caches", "study_frame",
-    "study_label", "study_table", "test_video_view", "train_models", "update_readme", "video_predictions",
+    "PUBLISHED",
+    "README_BEGIN",
+    "README_END",
+    "accuracy_cost_figure",
+    "accuracy_frame",
+    "accuracy_table",
+    "best_model",
+    "confusion_figure",
+    "cost_frame",
+    "cost_table",
+    "data_table",
+    "ensure_smoke_caches",
+    "frame_to_markdown",
+    "headline_table",
+    "learning_curves",
+    "result_tables",
+    "study_caches",
+    "study_frame",
+    "study_label",
+    "study_table",
+    "test_video_view",
+    "train_models",
+    "update_readme",
+    "video_predictions",
 ]
 
 
-def train_models(model_names: Sequence[str], *, cache_dir: str | os.PathLike[str], fold: int, run: RunDir,
-                 seeds: Sequence[int], train_config: Mapping[str, Any] | None = None,
-                 model_overrides: Mapping[str, Mapping[str, Any]] | None = None, origin: str | None = None,
-                 jobs: int = 1, threads: int = 1) -> dict[str, ExperimentResult]:
+def train_models(
+    model_names: Sequence[str],
+    *,
+    cache_dir: str | os.PathLike[str],
+    fold: int,
+    run: RunDir,
+    seeds: Sequence[int],
+    train_config: Mapping[str, Any] | None = None,
+    model_overrides: Mapping[str, Mapping[str, Any]] | None = None,
+    origin: str | None = None,
+    jobs: int = 1,
+    threads: int = 1,
+) -> dict[str, ExperimentResult]:
     """Train every model of ``model_names`` for every seed into ``run/<model>/seed<k>/``.
 
     The cache's latent array is read once per input kind (latent, or latent + content features
@@ -64,11 +93,21 @@ def train_models(model_names: Sequence[str], *, cache_dir: str | os.PathLike[str
     threads each (:mod:`lib.classify.parallel`; same results as ``jobs=1``), then aggregates here.
     """
     if jobs > 1:
-        pending = [SeedJob(model_name=name, seed=int(seed), cache_dir=os.fspath(cache_dir), run_path=os.fspath(run.path),
-                           fold=fold, train_config=dict(train_config or {}),
-                           model_overrides=dict((model_overrides or {}).get(name, {})), origin=origin)
-                   for name in model_names for seed in seeds
-                   if finished_seed_metrics(run.path / name / f"seed{seed}") is None]
+        pending = [
+            SeedJob(
+                model_name=name,
+                seed=int(seed),
+                cache_dir=os.fspath(cache_dir),
+                run_path=os.fspath(run.path),
+                fold=fold,
+                train_config=dict(train_config or {}),
+                model_overrides=dict((model_overrides or {}).get(name, {})),
+                origin=origin,
+            )
+            for name in model_names
+            for seed in seeds
+            if finished_seed_metrics(run.path / name / f"seed{seed}") is None
+        ]
         for name in model_names:  # an unknown name fails here, before any worker starts
             model_info(name, origin=origin)
         run_seed_jobs(pending, workers=jobs, threads=threads)
@@ -78,10 +117,17 @@ def train_models(model_names: Sequence[str], *, cache_dir: str | os.PathLike[str
         input_kind = model_info(name, origin=origin).input_kind
         if input_kind not in loaded:
             loaded[input_kind] = load_latent_data(cache_dir, fold=fold, with_content=input_kind == "latent+content")
-        results[name] = run_experiment(ExperimentSpec(
-            model_name=name, run_dir=run, data=loaded[input_kind], seeds=tuple(seeds),
-            train_config=dict(train_config or {}), model_overrides=dict((model_overrides or {}).get(name, {})),
-            origin=origin))
+        results[name] = run_experiment(
+            ExperimentSpec(
+                model_name=name,
+                run_dir=run,
+                data=loaded[input_kind],
+                seeds=tuple(seeds),
+                train_config=dict(train_config or {}),
+                model_overrides=dict((model_overrides or {}).get(name, {})),
+                origin=origin,
+            )
+        )
     return results
 
 

@@ -14,8 +14,9 @@ from lib.data.video import VideoReader
 from lib.interactive import InteractiveView, show_figure, widgets_available
 
 
-def test_video_view(frame: Any, cache_dir: str | os.PathLike[str], *, model: str | None = None, video: int = 0,
-                    fold: int = 1) -> Any:
+def test_video_view(
+    frame: Any, cache_dir: str | os.PathLike[str], *, model: str | None = None, video: int = 0, fold: int = 1
+) -> Any:
     """Pick a model and a test video: its frames (one per clip) and per-clip class probabilities,
     predicted vs true.
 
@@ -46,8 +47,9 @@ def test_video_view(frame: Any, cache_dir: str | os.PathLike[str], *, model: str
     import ipywidgets as widgets  # optional: only where widgets_available() says a kernel can show them
 
     model_box = widgets.Dropdown(options=list(models), value=first, description="model")
-    video_box = widgets.Dropdown(options=[(f"{i}: {v.id}", i) for i, v in enumerate(videos)], value=video,
-                                 description="test video")
+    video_box = widgets.Dropdown(
+        options=[(f"{i}: {v.id}", i) for i, v in enumerate(videos)], value=video, description="test video"
+    )
     out = widgets.Output()
     picture = show_figure(out, draw(first, video), text=label(first, video))
 
@@ -57,4 +59,6 @@ def test_video_view(frame: Any, cache_dir: str | os.PathLike[str], *, model: str
     model_box.observe(refresh, names="value")
     video_box.observe(refresh, names="value")
     view = widgets.VBox([widgets.HBox([model_box, video_box]), out])
-    return InteractiveView(view, picture, f"test-video view (model and video dropdowns); static view: {label(first, video)}")
+    return InteractiveView(
+        view, picture, f"test-video view (model and video dropdowns); static view: {label(first, video)}"
+    )

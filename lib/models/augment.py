@@ -53,7 +53,9 @@ def flip_w(x: torch.Tensor, p: float, generator: torch.Generator | None = None) 
     return torch.where(flip, x.flip(-1), x)
 
 
-def time_shift(x: torch.Tensor, max_shift: int, p: float = 1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+def time_shift(
+    x: torch.Tensor, max_shift: int, p: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """(B, C, T, H, W) -> same, each sample (with probability ``p``) shifted along T by a uniform
     integer in [-max_shift, max_shift]; steps shifted in repeat the edge step."""
     t = x.shape[2]
@@ -132,6 +134,7 @@ def get_augment(name: str) -> LatentAugment:
     """The preset ``name`` (see :data:`AUGMENT_PRESETS`) as a training-mode :class:`LatentAugment`,
     callable as ``augment(x, generator)``; an unknown name lists the presets."""
     if name not in AUGMENT_PRESETS:
-        raise ActionableError(None, f"unknown latent augmentation preset {name!r}",
-                              f"use one of {sorted(AUGMENT_PRESETS)} (or none)")
+        raise ActionableError(
+            None, f"unknown latent augmentation preset {name!r}", f"use one of {sorted(AUGMENT_PRESETS)} (or none)"
+        )
     return LatentAugment(AUGMENT_PRESETS[name]).train()

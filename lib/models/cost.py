@@ -34,20 +34,28 @@ def count_parameters(model: nn.Module, *, trainable_only: bool = False) -> int:
     return total
 
 
-def _mkldnn_rnn_layer_flops(input_shape: Sequence[int], w_ih: Sequence[int], w_hh: Sequence[int],
-                            *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
+def _mkldnn_rnn_layer_flops(
+    input_shape: Sequence[int],
+    w_ih: Sequence[int],
+    w_hh: Sequence[int],
+    *args: Any,
+    out_shape: Any = None,
+    **kwargs: Any,
+) -> int:
     tokens = prod(input_shape[:-1])  # (T, B, in) or (B, T, in): every token meets both matrices
     return 2 * tokens * (prod(w_ih) + prod(w_hh))
 
 
-def _cudnn_rnn_flops(input_shape: Sequence[int], weights: Sequence[Sequence[int]], *args: Any,
-                     out_shape: Any = None, **kwargs: Any) -> int:
+def _cudnn_rnn_flops(
+    input_shape: Sequence[int], weights: Sequence[Sequence[int]], *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
     tokens = prod(input_shape[:-1])
     return 2 * tokens * sum(prod(w) for w in weights if len(w) == 2)  # every layer/direction's matrices
 
 
-def _sdpa_cpu_flops(query: Sequence[int], key: Sequence[int], value: Sequence[int], *args: Any,
-                    out_shape: Any = None, **kwargs: Any) -> int:
+def _sdpa_cpu_flops(
+    query: Sequence[int], key: Sequence[int], value: Sequence[int], *args: Any, out_shape: Any = None, **kwargs: Any
+) -> int:
     return sdpa_flop_count(query, key, value)
 
 
@@ -90,7 +98,12 @@ def forward_flops(model: nn.Module, input_shapes: Sequence[int] | Sequence[Seque
     return int(counter.get_total_flops())
 
 
-def cost_summary(model: nn.Module, input_shapes: Sequence[int] | Sequence[Sequence[int]] | None = None) -> dict[str, int]:
+def cost_summary(
+    model: nn.Module, input_shapes: Sequence[int] | Sequence[Sequence[int]] | None = None
+) -> dict[str, int]:
     """{"params", "trainable_params", "flops_per_clip"} for the study's cost table."""
-    return {"params": count_parameters(model), "trainable_params": count_parameters(model, trainable_only=True),
-            "flops_per_clip": forward_flops(model, input_shapes)}
+    return {
+        "params": count_parameters(model),
+        "trainable_params": count_parameters(model, trainable_only=True),
+        "flops_per_clip": forward_flops(model, input_shapes),
+    }

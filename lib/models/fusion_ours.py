@@ -46,8 +46,9 @@ class FusionOursConfig:
     dropout: float = 0.3
 
     def __post_init__(self) -> None:
-        check_positive(content_dim=self.content_dim, content_hidden=self.content_hidden,
-                       fusion_hidden=self.fusion_hidden)
+        check_positive(
+            content_dim=self.content_dim, content_hidden=self.content_hidden, fusion_hidden=self.fusion_hidden
+        )
         check_fraction("content_dropout", self.content_dropout, upper_inclusive=True)
         self.motion_config()  # validates the trunk fields
 
@@ -57,22 +58,35 @@ class FusionOursConfig:
         return Conv3dOursConfig(**{k: getattr(self, k) for k in shared})
 
 
-@register("fusion_ours", family="fusion", input_kind="latent+content", config=FusionOursConfig,
-          summary="ours: conv3d_ours motion trunk + MLP on the cached content-frame features, late fusion, "
-                  "modality dropout",
-          recipe={"lr": 2e-3, "weight_decay": 0.05, "label_smoothing": 0.1, "mixup_alpha": 0.2, "augment": "latent"})
+@register(
+    "fusion_ours",
+    family="fusion",
+    input_kind="latent+content",
+    config=FusionOursConfig,
+    summary="ours: conv3d_ours motion trunk + MLP on the cached content-frame features, late fusion, modality dropout",
+    recipe={"lr": 2e-3, "weight_decay": 0.05, "label_smoothing": 0.1, "mixup_alpha": 0.2, "augment": "latent"},
+)
 class FusionOurs(VideoClassifier):
     """forward(latent (B, C, T', H', W'), content (B, D)) -> (B, K) logits."""
 
-    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int, int],
-                 config: FusionOursConfig = FusionOursConfig()) -> None:
+    def __init__(
+        self, *, num_classes: int, input_shape: tuple[int, int, int, int], config: FusionOursConfig = FusionOursConfig()
+    ) -> None:
         super().__init__(num_classes=num_classes, input_shape=input_shape, config=config)
         self.motion = ResidualConv3dTrunk(input_shape, config.motion_config())
-        self.content = nn.Sequential(nn.LayerNorm(config.content_dim), nn.Linear(config.content_dim, config.content_hidden),
-                                     nn.GELU(), nn.Dropout(config.dropout))
+        self.content = nn.Sequential(
+            nn.LayerNorm(config.content_dim),
+            nn.Linear(config.content_dim, config.content_hidden),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+        )
         fused = self.motion.feature_size + config.content_hidden
-        self.head = nn.Sequential(nn.Linear(fused, config.fusion_hidden), nn.GELU(), nn.Dropout(config.dropout),
-                                  nn.Linear(config.fusion_hidden, num_classes))
+        self.head = nn.Sequential(
+            nn.Linear(fused, config.fusion_hidden),
+            nn.GELU(),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.fusion_hidden, num_classes),
+        )
 
     @property
     def input_shapes(self) -> tuple[tuple[int, ...], ...]:
@@ -80,8 +94,12 @@ class FusionOurs(VideoClassifier):
 
     def forward(self, latent: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
         self.check_input(latent, what="latent")
-        self.check_input(content, (self.config.content_dim,), what="content",
-                         fix="build the model with content_dim equal to the cache's content feature size")
+        self.check_input(
+            content,
+            (self.config.content_dim,),
+            what="content",
+            fix="build the model with content_dim equal to the cache's content feature size",
+        )
         if self.training and self.config.content_dropout > 0:
             keep = torch.rand(content.shape[0], 1, device=content.device) >= self.config.content_dropout
             content = content * keep.to(content.dtype)  # (B, D), whole vectors zeroed

@@ -29,14 +29,21 @@ class VideoClassifier(nn.Module):
         """Per-clip shape of each forward() argument (fusion models add the content vector)."""
         return (self.input_shape,)
 
-    def check_input(self, x: torch.Tensor, expected: tuple[int, ...] | None = None, what: str = "input",
-                    fix: str = "build the model with input_shape equal to the data's per-clip shape") -> None:
+    def check_input(
+        self,
+        x: torch.Tensor,
+        expected: tuple[int, ...] | None = None,
+        what: str = "input",
+        fix: str = "build the model with input_shape equal to the data's per-clip shape",
+    ) -> None:
         """Raise a clear error when ``x`` is not (B, *expected): feeding other data than the model
         was built for (wrong cache, wrong crop) must not run silently."""
         expected = self.input_shape if expected is None else expected
         if x.ndim != len(expected) + 1 or tuple(x.shape[1:]) != tuple(expected):
-            raise ValueError(f"{type(self).__name__}: {what} must have shape (B, {', '.join(map(str, expected))}), "
-                             f"got {tuple(x.shape)}. Fix: {fix}")
+            raise ValueError(
+                f"{type(self).__name__}: {what} must have shape (B, {', '.join(map(str, expected))}), "
+                f"got {tuple(x.shape)}. Fix: {fix}"
+            )
 
 
 def halve(size: int) -> int:
@@ -80,8 +87,9 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)  # 3 x (B, h, N, d/h)
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2],
-                                             dropout_p=self.attn_dropout if self.training else 0.0)
+        out = F.scaled_dot_product_attention(
+            qkv[0], qkv[1], qkv[2], dropout_p=self.attn_dropout if self.training else 0.0
+        )
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(b, n, d)))  # (B, N, D)
 
 
@@ -95,13 +103,24 @@ class TransformerBlock(nn.Module):
     ViT-style models (GELU), with stochastic depth ``drop_path`` on both residual branches.
     """
 
-    def __init__(self, dim: int, heads: int, ff_dim: int, *, dropout: float = 0.0, attn_dropout: float = 0.0,
-                 drop_path: float = 0.0, norm_first: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        ff_dim: int,
+        *,
+        dropout: float = 0.0,
+        attn_dropout: float = 0.0,
+        drop_path: float = 0.0,
+        norm_first: bool = True,
+    ) -> None:
         super().__init__()
         self.norm_first = norm_first
         self.attn = SelfAttention(dim, heads, attn_dropout=attn_dropout, proj_dropout=dropout)
         act: nn.Module = nn.GELU() if norm_first else nn.ReLU()
-        self.ff = nn.Sequential(nn.Linear(dim, ff_dim), act, nn.Dropout(dropout), nn.Linear(ff_dim, dim), nn.Dropout(dropout))
+        self.ff = nn.Sequential(
+            nn.Linear(dim, ff_dim), act, nn.Dropout(dropout), nn.Linear(ff_dim, dim), nn.Dropout(dropout)
+        )
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
         self.drop_path = DropPath(drop_path)

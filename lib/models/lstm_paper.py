@@ -37,18 +37,30 @@ class LSTMPaperConfig:
         check_fraction("dropout", self.dropout)
 
 
-@register("lstm_paper", family="lstm", input_kind="latent", config=LSTMPaperConfig, origin="paper",
-          summary="published: 16 channels as a sequence of 2x2x2-pooled items, 2-layer LSTM(128), last hidden -> linear",
-          recipe={"lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0, "augment": None})
+@register(
+    "lstm_paper",
+    family="lstm",
+    input_kind="latent",
+    config=LSTMPaperConfig,
+    origin="paper",
+    summary="published: 16 channels as a sequence of 2x2x2-pooled items, 2-layer LSTM(128), last hidden -> linear",
+    recipe={"lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0, "augment": None},
+)
 class LSTMPaper(VideoClassifier):
     """(B, C, T', H', W') latent -> (B, K) logits via an LSTM over the C channels."""
 
-    def __init__(self, *, num_classes: int, input_shape: tuple[int, int, int, int],
-                 config: LSTMPaperConfig = LSTMPaperConfig()) -> None:
+    def __init__(
+        self, *, num_classes: int, input_shape: tuple[int, int, int, int], config: LSTMPaperConfig = LSTMPaperConfig()
+    ) -> None:
         super().__init__(num_classes=num_classes, input_shape=input_shape, config=config)
         self.item_size = config.pooled[0] * config.pooled[1] * config.pooled[2]  # 8 values per channel
-        self.lstm = nn.LSTM(self.item_size, config.hidden, num_layers=config.layers, batch_first=True,
-                            dropout=config.dropout if config.layers > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            self.item_size,
+            config.hidden,
+            num_layers=config.layers,
+            batch_first=True,
+            dropout=config.dropout if config.layers > 1 else 0.0,
+        )
         self.head = nn.Linear(config.hidden, num_classes)
 
     def sequence(self, x: torch.Tensor) -> torch.Tensor:

@@ -70,9 +70,16 @@ class ModelInfo:
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register(name: str, *, family: Family, input_kind: InputKind, config: type, summary: str,
-             origin: Literal["paper", "ours", "reference"] = "ours",
-             recipe: Mapping[str, Any] | None = None) -> Callable[[type[nn.Module]], type[nn.Module]]:
+def register(
+    name: str,
+    *,
+    family: Family,
+    input_kind: InputKind,
+    config: type,
+    summary: str,
+    origin: Literal["paper", "ours", "reference"] = "ours",
+    recipe: Mapping[str, Any] | None = None,
+) -> Callable[[type[nn.Module]], type[nn.Module]]:
     """Class decorator: add ``cls`` to the registry under ``name`` (a duplicate name is a bug)."""
     if family not in FAMILIES or input_kind not in INPUT_KINDS:
         raise ValueError(f"register({name!r}): family must be one of {FAMILIES} and input_kind one of {INPUT_KINDS}")
@@ -81,12 +88,22 @@ def register(name: str, *, family: Family, input_kind: InputKind, config: type, 
 
     def decorator(cls: type[nn.Module]) -> type[nn.Module]:
         known = _REGISTRY.get(name)
-        if known is not None and (known.model_cls.__module__, known.model_cls.__qualname__) != (cls.__module__, cls.__qualname__):
+        if known is not None and (known.model_cls.__module__, known.model_cls.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):
             # (the same class again, e.g. after importlib.reload / notebook autoreload, replaces itself)
             raise ValueError(f"model name {name!r} is registered twice ({known.model_cls} and {cls})")
-        _REGISTRY[name] = ModelInfo(name=name, family=family, input_kind=input_kind, origin=origin,
-                                    summary=summary, model_cls=cls, config_cls=config,
-                                    recipe=dict(recipe or {}))
+        _REGISTRY[name] = ModelInfo(
+            name=name,
+            family=family,
+            input_kind=input_kind,
+            origin=origin,
+            summary=summary,
+            model_cls=cls,
+            config_cls=config,
+            recipe=dict(recipe or {}),
+        )
         return cls
 
     return decorator
@@ -94,8 +111,11 @@ def register(name: str, *, family: Family, input_kind: InputKind, config: type, 
 
 def list_models(*, family: str | None = None, input_kind: str | None = None) -> list[str]:
     """Registered names (registration order), optionally only one family / input kind."""
-    return [n for n, i in _REGISTRY.items()
-            if (family is None or i.family == family) and (input_kind is None or i.input_kind == input_kind)]
+    return [
+        n
+        for n, i in _REGISTRY.items()
+        if (family is None or i.family == family) and (input_kind is None or i.input_kind == input_kind)
+    ]
 
 
 def model_info(name: str, *, origin: str | os.PathLike[str] | None = None) -> ModelInfo:
@@ -148,47 +168,68 @@ def _coerce(value: Any, hint: Any) -> Any:
     return value
 
 
-def make_config(name: str, overrides: Mapping[str, Any], *,
-                origin: str | os.PathLike[str] | None = None) -> Any:
+def make_config(name: str, overrides: Mapping[str, Any], *, origin: str | os.PathLike[str] | None = None) -> Any:
     """The config dataclass of ``name`` with ``overrides`` applied and validated."""
     info = model_info(name, origin=origin)
     hints = typing.get_type_hints(info.config_cls)
     valid = [f.name for f in dataclasses.fields(info.config_cls)]
     unknown = sorted(set(overrides) - set(valid))
     if unknown:
-        raise ModelConfigError(origin, f"model {name!r} has no config field(s) {unknown}",
-                               f"valid fields of {info.config_cls.__name__}: {valid}")
+        raise ModelConfigError(
+            origin,
+            f"model {name!r} has no config field(s) {unknown}",
+            f"valid fields of {info.config_cls.__name__}: {valid}",
+        )
     values: dict[str, Any] = {}
     for key, value in overrides.items():
         try:
             values[key] = _coerce(value, hints[key])
         except TypeError as exc:
             kind = hints[key].__name__ if isinstance(hints[key], type) else str(hints[key]).replace("typing.", "")
-            raise ModelConfigError(origin, f"model {name!r}: field {key!r} ({kind}): {exc}",
-                                   f"give {key} a value of type {kind} (default {getattr(info.config_cls(), key)!r})") from None
+            raise ModelConfigError(
+                origin,
+                f"model {name!r}: field {key!r} ({kind}): {exc}",
+                f"give {key} a value of type {kind} (default {getattr(info.config_cls(), key)!r})",
+            ) from None
     try:
         return info.config_cls(**values)
     except ValueError as exc:  # the config's own __post_init__ checks
         raise ModelConfigError(origin, f"model {name!r}: {exc}", f"defaults: {info.defaults()}") from None
 
 
-def _check_shape(name: str, num_classes: Any, input_shape: Any, input_kind: str,
-                 origin: str | os.PathLike[str] | None) -> tuple[int, ...]:
+def _check_shape(
+    name: str, num_classes: Any, input_shape: Any, input_kind: str, origin: str | os.PathLike[str] | None
+) -> tuple[int, ...]:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ModelConfigError(origin, f"model {name!r}: num_classes must be an int >= 2, got {num_classes!r}",
-                               "pass the dataset's number of classes")
+        raise ModelConfigError(
+            origin,
+            f"model {name!r}: num_classes must be an int >= 2, got {num_classes!r}",
+            "pass the dataset's number of classes",
+        )
     shape = tuple(input_shape) if isinstance(input_shape, (list, tuple)) else ()
     if len(shape) != 4 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape):
-        raise ModelConfigError(origin, f"model {name!r}: input_shape must be 4 positive ints (C, T, H, W), got {input_shape!r}",
-                               "pass the per-clip shape without the batch axis, e.g. (16, 4, 7, 9)")
+        raise ModelConfigError(
+            origin,
+            f"model {name!r}: input_shape must be 4 positive ints (C, T, H, W), got {input_shape!r}",
+            "pass the per-clip shape without the batch axis, e.g. (16, 4, 7, 9)",
+        )
     if input_kind == "pixels" and shape[0] != 3:
-        raise ModelConfigError(origin, f"model {name!r} takes RGB frames (3, T, H, W), got input_shape {shape}",
-                               "pass the decoded clip shape, e.g. (3, 16, 112, 112)")
+        raise ModelConfigError(
+            origin,
+            f"model {name!r} takes RGB frames (3, T, H, W), got input_shape {shape}",
+            "pass the decoded clip shape, e.g. (3, 16, 112, 112)",
+        )
     return shape
 
 
-def build_model(name: str, *, num_classes: int, input_shape: tuple[int, int, int, int],
-                origin: str | os.PathLike[str] | None = None, **overrides: Any) -> nn.Module:
+def build_model(
+    name: str,
+    *,
+    num_classes: int,
+    input_shape: tuple[int, int, int, int],
+    origin: str | os.PathLike[str] | None = None,
+    **overrides: Any,
+) -> nn.Module:
     """Build the registered model ``name`` for ``num_classes`` classes and per-clip input
     ``input_shape`` = (C, T, H, W) (for fusion models the latent's shape; the content size is
     the ``content_dim`` override). ``overrides`` set fields of the model's config dataclass.
@@ -204,5 +245,6 @@ def build_model(name: str, *, num_classes: int, input_shape: tuple[int, int, int
     try:
         return info.model_cls(num_classes=num_classes, input_shape=shape, config=config)
     except ValueError as exc:  # e.g. a grid the configuration cannot cover
-        raise ModelConfigError(origin, f"model {name!r} with input_shape {shape}: {exc}",
-                               "change the overrides or the input shape") from None
+        raise ModelConfigError(
+            origin, f"model {name!r} with input_shape {shape}: {exc}", "change the overrides or the input shape"
+        ) from None

@@ -67,13 +67,26 @@ LOADABLE_SUFFIXES: tuple[str, ...] = PICKLE_SUFFIXES + (SAFETENSORS_SUFFIX,)
 HF_REPO_URL = f"https://huggingface.co/{REDUCIO_HF_REPO}"
 #: Dtype names accepted wherever a dtype may be given as text (CLI, metadata).
 DTYPE_NAMES: dict[str, torch.dtype] = {
-    "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
-    "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
-    "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
 }
 _SAFETENSORS_DTYPES: dict[str, str] = {
-    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool",
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
 }
 _STATE_KEYS = ("state_dict", "model")  # where a wrapped checkpoint keeps its state dict
 _LIST_HEAD = 8  # how many names an error message lists before "(+N more)"
@@ -138,14 +151,17 @@ def normalise_keys(raw_keys: Sequence[str], path: Path | None = None) -> tuple[d
     for raw in raw_keys:
         name = raw
         if name.startswith(DDP_PREFIX):
-            name = name[len(DDP_PREFIX):]
+            name = name[len(DDP_PREFIX) :]
             stripped = True
         if name.startswith(TRAINING_ONLY_PREFIXES):
             skipped += 1
             continue
         if name in mapping:  # "module.x" and "x" both present: which one is meant is unknowable
-            raise CorruptCheckpointError(path, f"keys {mapping[name]!r} and {raw!r} name the same weight",
-                                         "keep one of them (strip the DDP 'module.' prefix consistently)")
+            raise CorruptCheckpointError(
+                path,
+                f"keys {mapping[name]!r} and {raw!r} name the same weight",
+                "keep one of them (strip the DDP 'module.' prefix consistently)",
+            )
         mapping[name] = raw
     return mapping, skipped, stripped
 
@@ -158,11 +174,15 @@ def parse_metadata(path: Path, raw: Mapping[str, str]) -> dict[str, Any] | None:
     try:
         meta = json.loads(text)
     except json.JSONDecodeError as err:
-        raise CorruptCheckpointError(path, f"metadata key {METADATA_KEY!r} is not valid JSON ({err})",
-                                     "re-create the file with python -m lib.vae convert") from err
+        raise CorruptCheckpointError(
+            path,
+            f"metadata key {METADATA_KEY!r} is not valid JSON ({err})",
+            "re-create the file with python -m lib.vae convert",
+        ) from err
     if not isinstance(meta, dict) or not isinstance(meta.get("params"), dict) or meta.get("parts") not in PARTS:
         raise CorruptCheckpointError(
-            path, f"metadata key {METADATA_KEY!r} lacks 'params' (dict) or 'parts' ({'|'.join(PARTS)})",
+            path,
+            f"metadata key {METADATA_KEY!r} lacks 'params' (dict) or 'parts' ({'|'.join(PARTS)})",
             "re-create the file with python -m lib.vae convert (or lib.vae.loading.save_reducio)",
         )
     return meta
@@ -181,7 +201,8 @@ class SafetensorsReader:
             self._handle = safe_open(str(path), framework="pt", device="cpu")
         except (SafetensorError, OSError, ValueError) as err:
             raise CorruptCheckpointError(
-                path, f"not a readable safetensors file ({type(err).__name__}: {err})",
+                path,
+                f"not a readable safetensors file ({type(err).__name__}: {err})",
                 "the file is probably truncated or not a safetensors file; re-create it (python -m lib.vae convert) "
                 "or re-download it",
             ) from err
@@ -219,14 +240,21 @@ class TorchReader:
             log.info("%s: state dict under %r; skipped: %s", path, where, ", ".join(self.skipped_objects))
         bad_keys = [repr(k) for k in state if not isinstance(k, str)]
         if bad_keys:
-            raise CorruptCheckpointError(path, f"state-dict keys that are not strings: {head(bad_keys)}",
-                                         "save a plain state dict (name -> tensor)")
+            raise CorruptCheckpointError(
+                path,
+                f"state-dict keys that are not strings: {head(bad_keys)}",
+                "save a plain state dict (name -> tensor)",
+            )
         self._map, self.skipped_loss_keys, self.stripped_prefix = normalise_keys(list(state), path)
-        not_tensors = [f"{k} ({type(state[raw]).__name__})" for k, raw in self._map.items()
-                       if not isinstance(state[raw], torch.Tensor)]
+        not_tensors = [
+            f"{k} ({type(state[raw]).__name__})"
+            for k, raw in self._map.items()
+            if not isinstance(state[raw], torch.Tensor)
+        ]
         if not_tensors:
             raise CorruptCheckpointError(
-                path, f"{len(not_tensors)} state-dict entries are not tensors: {head(not_tensors)}",
+                path,
+                f"{len(not_tensors)} state-dict entries are not tensors: {head(not_tensors)}",
                 "save a plain state dict (name -> tensor), e.g. torch.save({'state_dict': model.state_dict()}, path)",
             )
         self._state: dict[str, Any] = dict(state)  # only the state dict stays referenced
@@ -262,8 +290,9 @@ def _find_state_dict(obj: Any, path: Path) -> tuple[Mapping[Any, Any], str | Non
     if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
         return obj, None
     keys = [str(k) for k in obj][:10]
-    raise CorruptCheckpointError(path, f"holds no state dict: a dict with keys {keys} and no 'state_dict' entry of tensors",
-                                 fix)
+    raise CorruptCheckpointError(
+        path, f"holds no state dict: a dict with keys {keys} and no 'state_dict' entry of tensors", fix
+    )
 
 
 def skipped_entries(obj: Any, state_key: str | None) -> tuple[str, ...]:
@@ -290,32 +319,43 @@ def _unsafe(path: Path, refused: Sequence[str], misused: Sequence[str], where: s
     misused = list(dict.fromkeys(misused))
     what = []
     if refused:
-        what.append(f"its pickle names {head(refused, 12)}{where}, which a checkpoint can only carry to run code when "
-                    "it is unpickled (process, file or interpreter access, evaluators, call gadgets: see "
-                    "lib.vae.safe_pickle.DENIED_GLOBALS)")
+        what.append(
+            f"its pickle names {head(refused, 12)}{where}, which a checkpoint can only carry to run code when "
+            "it is unpickled (process, file or interpreter access, evaluators, call gadgets: see "
+            "lib.vae.safe_pickle.DENIED_GLOBALS)"
+        )
     if misused:
         what.append(f"its tensors would be rebuilt from objects of unknown type (handed to {head(misused)})")
-    elsewhere = (f"get the official weights from {HF_REPO_URL}, or ask whoever made the file, if you trust them, "
-                 "for a .safetensors export of its weights")
+    elsewhere = (
+        f"get the official weights from {HF_REPO_URL}, or ask whoever made the file, if you trust them, "
+        "for a .safetensors export of its weights"
+    )
     if misused:
         fix = f"its weights cannot be read without running its pickle: {elsewhere}"
     else:
-        fix = ("a file naming such objects is most likely hostile: " + elsewhere + ". Only if you trust its origin "
-               "and these objects are metadata beside the state dict (a functools.partial in the hyper-parameters, "
-               f"say), pass allow_globals={tuple(refused)!r} to load_reducio (python -m lib.vae convert "
-               "--allow-global NAME): they stay inert placeholders and are skipped")
+        fix = (
+            "a file naming such objects is most likely hostile: " + elsewhere + ". Only if you trust its origin "
+            "and these objects are metadata beside the state dict (a functools.partial in the hyper-parameters, "
+            f"say), pass allow_globals={tuple(refused)!r} to load_reducio (python -m lib.vae convert "
+            "--allow-global NAME): they stay inert placeholders and are skipped"
+        )
     return UnsafeCheckpointError(
-        path, f"refused to load: {'; '.join(what)}. Nothing from the file was imported or run: every object beyond "
+        path,
+        f"refused to load: {'; '.join(what)}. Nothing from the file was imported or run: every object beyond "
         "tensors and plain containers became an inert placeholder, so the pickle was not executed.",
-        fix, globals=list(dict.fromkeys([*refused, *misused])),
+        fix,
+        globals=list(dict.fromkeys([*refused, *misused])),
     )
 
 
 def _load_restricted(path: Path, allow_globals: Sequence[str]) -> Any:
     """The unpickled object; UnsafeCheckpointError / CorruptCheckpointError with the reason otherwise."""
     if is_torchscript_archive(path):
-        raise UnsafeCheckpointError(path, "refused to load: a TorchScript archive (it holds code), not a checkpoint",
-                                    "load a state-dict checkpoint or a .safetensors file instead")
+        raise UnsafeCheckpointError(
+            path,
+            "refused to load: a TorchScript archive (it holds code), not a checkpoint",
+            "load a state-dict checkpoint or a .safetensors file instead",
+        )
     report = UnpickleReport()
     try:
         obj = torch_load_restricted(path, report)
@@ -325,10 +365,14 @@ def _load_restricted(path: Path, allow_globals: Sequence[str]) -> Any:
             raise _unsafe(path, refused, report.misused, "") from None
         first = str(err).splitlines()[0] if str(err) else ""
         if "pickle_module" in first and "TORCH_FORCE_WEIGHTS_ONLY_LOAD" in os.environ:
-            raise UnsafeCheckpointError(path, "TORCH_FORCE_WEIGHTS_ONLY_LOAD is set, so torch refuses the restricted "
-                                        "unpickler this loader uses", "unset TORCH_FORCE_WEIGHTS_ONLY_LOAD") from None
+            raise UnsafeCheckpointError(
+                path,
+                "TORCH_FORCE_WEIGHTS_ONLY_LOAD is set, so torch refuses the restricted unpickler this loader uses",
+                "unset TORCH_FORCE_WEIGHTS_ONLY_LOAD",
+            ) from None
         raise CorruptCheckpointError(
-            path, f"cannot be read as a torch checkpoint ({type(err).__name__}: {first}; "
+            path,
+            f"cannot be read as a torch checkpoint ({type(err).__name__}: {first}; "
             f"{path.stat().st_size:,} bytes on disk)",
             "the file is probably truncated (an interrupted download?) or not a checkpoint: re-download it "
             f"(official files: {HF_REPO_URL}, about 1.75 GB each) or re-create it",

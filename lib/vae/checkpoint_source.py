@@ -58,11 +58,13 @@ def _parse_hf_source(text: str) -> tuple[str, str, str | None]:
     try:
         uri = parse_hf_uri(text)
     except ValueError as err:
-        raise CheckpointNotFoundError(text, f"not a valid Hugging Face reference ({err})",
-                                      f"write it as {_EXAMPLE_REF}") from None
+        raise CheckpointNotFoundError(
+            text, f"not a valid Hugging Face reference ({err})", f"write it as {_EXAMPLE_REF}"
+        ) from None
     if uri.type != "model" or not uri.path_in_repo:
-        raise CheckpointNotFoundError(text, "the Hugging Face reference must name a file in a model repository",
-                                      f"write it as {_EXAMPLE_REF}")
+        raise CheckpointNotFoundError(
+            text, "the Hugging Face reference must name a file in a model repository", f"write it as {_EXAMPLE_REF}"
+        )
     return uri.id, uri.path_in_repo, uri.revision
 
 
@@ -89,7 +91,8 @@ def _hf_fetch(repo_id: str, filename: str, *, revision: str | None, cache_dir: s
         cause: Exception = err
     except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError, GatedRepoError) as err:
         raise CheckpointDownloadError(
-            f"hf://{repo_id}/{filename}", f"the Hub has no such file ({type(err).__name__}: {str(err).splitlines()[0]})",
+            f"hf://{repo_id}/{filename}",
+            f"the Hub has no such file ({type(err).__name__}: {str(err).splitlines()[0]})",
             f"check the repository and file name at {url} (official Reducio files in {REDUCIO_HF_REPO}: "
             f"{', '.join(REDUCIO_CHECKPOINT_FILES.values())})",
         ) from None
@@ -133,7 +136,11 @@ def find_named_checkpoint(name: str, *, parts: str | None = None, dtype: torch.d
     root = _paths.CHECKPOINTS_DIR
     if not root.is_dir():
         return None
-    order = (["encoder"] if parts == "encoder" else []) + ["all", "pickle", "plain"] + (["encoder"] if parts is None else [])
+    order = (
+        (["encoder"] if parts == "encoder" else [])
+        + ["all", "pickle", "plain"]
+        + (["encoder"] if parts is None else [])
+    )
     ranked: list[tuple[tuple[int, int], Path]] = []
     for p in sorted(root.iterdir()):
         stem, _, suffix = p.name.lower().rpartition(".")
@@ -150,19 +157,24 @@ def find_named_checkpoint(name: str, *, parts: str | None = None, dtype: torch.d
     top = [p for rank, p in ranked if rank == best]
     if len(top) > 1:
         raise CheckpointConfigError(
-            root, f"several checkpoints fit {preset!r} (parts={parts!r}) equally well: {head([p.name for p in top])}",
+            root,
+            f"several checkpoints fit {preset!r} (parts={parts!r}) equally well: {head([p.name for p in top])}",
             "pass the path of the one you mean instead of the preset name",
         )
     return top[0]
 
 
-def _from_preset_name(text: str, *, parts: str | None, dtype: torch.dtype,
-                      cache_dir: str | os.PathLike[str] | None) -> Path:
+def _from_preset_name(
+    text: str, *, parts: str | None, dtype: torch.dtype, cache_dir: str | os.PathLike[str] | None
+) -> Path:
     try:
         preset = canonical_preset(text)
     except KeyError as err:
-        raise CheckpointNotFoundError(text, "is neither an existing file nor a preset/variant name",
-                                      f"{err.args[0]}; or a Hugging Face reference like {_EXAMPLE_REF}") from None
+        raise CheckpointNotFoundError(
+            text,
+            "is neither an existing file nor a preset/variant name",
+            f"{err.args[0]}; or a Hugging Face reference like {_EXAMPLE_REF}",
+        ) from None
     found = find_named_checkpoint(preset, parts=parts, dtype=dtype)
     if found is not None:
         log.info("preset %r -> %s", preset, found)
@@ -171,14 +183,19 @@ def _from_preset_name(text: str, *, parts: str | None, dtype: torch.dtype,
         return _hf_fetch(REDUCIO_HF_REPO, OFFICIAL_FILES[preset], revision=None, cache_dir=cache_dir)
     usable = f" usable with parts={parts!r}" if parts == "all" else ""
     raise CheckpointNotFoundError(
-        _paths.CHECKPOINTS_DIR, f"no checkpoint for preset {preset!r} (looked for "
-        f"{preset}*{{{','.join(LOADABLE_SUFFIXES)}}}{usable})",
+        _paths.CHECKPOINTS_DIR,
+        f"no checkpoint for preset {preset!r} (looked for {preset}*{{{','.join(LOADABLE_SUFFIXES)}}}{usable})",
         "train one (python -m lib.vae train ...) or copy it there, or pass its path",
     )
 
 
-def resolve_checkpoint(source: str | os.PathLike[str], *, parts: str | None = None, dtype: torch.dtype = torch.float32,
-                       cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def resolve_checkpoint(
+    source: str | os.PathLike[str],
+    *,
+    parts: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> Path:
     """The local file behind ``source`` (module docstring). May download; never loads."""
     check_parts(parts, allow_none=True)
     text = os.fspath(source)
@@ -195,8 +212,9 @@ def resolve_checkpoint(source: str | os.PathLike[str], *, parts: str | None = No
         if p.is_file():
             return p.resolve()
         if p.is_dir():
-            raise CheckpointNotFoundError(p, "is a directory, not a checkpoint file",
-                                          f"pass a file ({', '.join(LOADABLE_SUFFIXES)}) inside it")
+            raise CheckpointNotFoundError(
+                p, "is a directory, not a checkpoint file", f"pass a file ({', '.join(LOADABLE_SUFFIXES)}) inside it"
+            )
     looks_like_path = "/" in text or os.sep in text or text.lower().endswith(LOADABLE_SUFFIXES) or text[:1] in ".~"
     if not looks_like_path:
         return _from_preset_name(text, parts=parts, dtype=dtype, cache_dir=cache_dir)
@@ -207,6 +225,7 @@ def resolve_checkpoint(source: str | os.PathLike[str], *, parts: str | None = No
         hint = f"; to fetch it from the Hub (or find it in checkpoints/) pass hf://{REDUCIO_HF_REPO}/{path.name}"
     looked = f" (looked in {', '.join(str(p.parent) for p in tried)})" if len(tried) > 1 else ""
     raise CheckpointNotFoundError(
-        text, f"no such file{looked}",
+        text,
+        f"no such file{looked}",
         f"check the path{hint}; official checkpoints: {HF_REPO_URL} (put them in {_paths.CHECKPOINTS_DIR})",
     )

@@ -53,6 +53,8 @@ from lib.data.spatial import CropPolicy, resize
 from lib.data.ucf101 import UCF101Split, VideoRecord, load_ucf101
 from lib.data.video import iter_clip_frames
 
+DEFAULT_CLIP_SPEC = ClipSpec()  # the data layer's clips: 16 frames at 16 fps
+
 # Domains of the seed sequences: independent random streams from one user seed.
 _ORDER_DOMAIN = 0x0DE7
 _AUGMENT_DOMAIN = 0xA6E7
@@ -63,8 +65,13 @@ _MIN_VIDEOS_FOR_POOL = 128
 
 def derive_seed(*key: int) -> int:
     """A 63-bit seed from integers (user seed, domain, step, ...), stable across platforms."""
-    return int(np.random.SeedSequence([int(k) for k in key]).generate_state(2, dtype=np.uint32)
-               .astype(np.uint64).dot(np.array([1 << 32, 1], dtype=np.uint64)) & ((1 << 63) - 1))
+    return int(
+        np.random.SeedSequence([int(k) for k in key])
+        .generate_state(2, dtype=np.uint32)
+        .astype(np.uint64)
+        .dot(np.array([1 << 32, 1], dtype=np.uint64))
+        & ((1 << 63) - 1)
+    )
 
 
 def make_generator(*key: int) -> torch.Generator:
@@ -93,11 +100,14 @@ class ClipBank:
     def __post_init__(self) -> None:
         if (self.motion is None) != (self.has_motion is None):
             raise ValueError("motion and has_motion go together")
-        if self.motion is not None and (self.motion.shape[0] != self.frames.shape[0]
-                                        or self.motion.shape[3:] != self.frames.shape[2:4]):
+        if self.motion is not None and (
+            self.motion.shape[0] != self.frames.shape[0] or self.motion.shape[3:] != self.frames.shape[2:4]
+        ):
             raise ValueError(f"motion {tuple(self.motion.shape)} does not match the frames {tuple(self.frames.shape)}")
         if self.frames.dtype != torch.uint8 or self.frames.ndim != 5 or self.frames.shape[-1] != 3:
-            raise ValueError(f"frames must be uint8 (N, T, H, W, 3), got {self.frames.dtype} {tuple(self.frames.shape)}")
+            raise ValueError(
+                f"frames must be uint8 (N, T, H, W, 3), got {self.frames.dtype} {tuple(self.frames.shape)}"
+            )
         n = self.frames.shape[0]
         if not (len(self.relpaths) == len(self.groups) == len(self.labels) == len(self.clip_indices) == n):
             raise ValueError("clip metadata lengths differ from the number of clips")
@@ -180,7 +190,7 @@ def _decode_video(task: _DecodeTask) -> tuple[_DecodeTask, list[int], torch.Tens
         rh, rw = policy.resize_size(h, w)
         top, left, ch, cw = policy.crop_box(h, w)
         # uint8 channels-last view (T, 3, H, W): the SIMD antialiased path, uint8 out.
-        small = resize(frames.permute(0, 3, 1, 2), (rh, rw))[:, :, top:top + ch, left:left + cw]
+        small = resize(frames.permute(0, 3, 1, 2), (rh, rw))[:, :, top : top + ch, left : left + cw]
         clips.append(small.permute(0, 2, 3, 1).contiguous())  # (T, h, w, 3)
         indices.append(clip.index)
     return task, indices, (torch.stack(clips) if clips else None)
@@ -200,7 +210,7 @@ def decode_clip_bank(
     records: Sequence[VideoRecord],
     *,
     size: tuple[int, int],
-    spec: ClipSpec = ClipSpec(),
+    spec: ClipSpec = DEFAULT_CLIP_SPEC,
     mode: SamplingMode = "all",
     max_clips_per_video: int | None = None,
     seed: int = 0,
@@ -221,8 +231,21 @@ def decode_clip_bank(
 
     if len(size) != 2 or min(size) < 1:
         raise ValueError(f"size must be (height, width) >= 1, got {size!r}")
-    tasks = [_DecodeTask(str(r.path), r.relpath, r.group, r.label, (int(size[0]), int(size[1])), spec.num_frames,
-                         spec.target_fps, mode, max_clips_per_video, seed) for r in records]
+    tasks = [
+        _DecodeTask(
+            str(r.path),
+            r.relpath,
+            r.group,
+            r.label,
+            (int(size[0]), int(size[1])),
+            spec.num_frames,
+            spec.target_fps,
+            mode,
+            max_clips_per_video,
+            seed,
+        )
+        for r in records
+    ]
     n_proc = workers if workers is not None else (os.cpu_count() or 1)
     n_proc = max(1, min(n_proc, len(tasks)))
     if len(tasks) < _MIN_VIDEOS_FOR_POOL:
@@ -276,7 +299,7 @@ def center_clips(bank: ClipBank, indices: Sequence[int] | torch.Tensor, *, crop:
     _check_crop(bank.size, crop)
     top, left = center_crop_offsets(bank.size, crop)
     idx = torch.as_tensor(indices, dtype=torch.long)
-    return frames_to_clips(bank.frames[idx, :, top:top + crop[0], left:left + crop[1]])
+    return frames_to_clips(bank.frames[idx, :, top : top + crop[0], left : left + crop[1]])
 
 
 class ClipBatchSampler:
@@ -289,8 +312,9 @@ class ClipBatchSampler:
     each), all drawn from a generator seeded by ``(seed, step)``.
     """
 
-    def __init__(self, bank: ClipBank, *, batch_size: int, crop: tuple[int, int], hflip: bool, seed: int,
-                 color: bool = False) -> None:
+    def __init__(
+        self, bank: ClipBank, *, batch_size: int, crop: tuple[int, int], hflip: bool, seed: int, color: bool = False
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         _check_crop(bank.size, crop)
@@ -304,7 +328,9 @@ class ClipBatchSampler:
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch not in self._perm_cache:
-            self._perm_cache = {epoch: torch.randperm(len(self.bank), generator=make_generator(self.seed, _ORDER_DOMAIN, epoch))}
+            self._perm_cache = {
+                epoch: torch.randperm(len(self.bank), generator=make_generator(self.seed, _ORDER_DOMAIN, epoch))
+            }
         return self._perm_cache[epoch]
 
     def indices(self, step: int) -> torch.Tensor:
@@ -315,8 +341,9 @@ class ClipBatchSampler:
             out.append(int(self._permutation(p // n)[p % n]))
         return torch.tensor(out, dtype=torch.long)
 
-    def _draws(self, step: int, crop: tuple[int, int] | None) -> tuple[torch.Tensor, list[int], list[int], torch.Tensor,
-                                                                        list[torch.Tensor], torch.Tensor, tuple[int, int]]:
+    def _draws(
+        self, step: int, crop: tuple[int, int] | None
+    ) -> tuple[torch.Tensor, list[int], list[int], torch.Tensor, list[torch.Tensor], torch.Tensor, tuple[int, int]]:
         idx = self.indices(step)
         g = make_generator(self.seed, _AUGMENT_DOMAIN, step)
         (h, w), (ch, cw) = self.bank.size, (crop or self.crop)
@@ -333,7 +360,7 @@ class ClipBatchSampler:
         idx, tops, lefts, flips, perms, inverts, (ch, cw) = self._draws(step, crop)
         frames = []
         for k, (i, top, left) in enumerate(zip(idx.tolist(), tops, lefts)):
-            f = self.bank.frames[i, :, top:top + ch, left:left + cw]  # (T, h, w, 3)
+            f = self.bank.frames[i, :, top : top + ch, left : left + cw]  # (T, h, w, 3)
             if self.hflip and flips[k]:
                 f = f.flip(2)
             if self.color:
@@ -351,7 +378,7 @@ class ClipBatchSampler:
         idx, tops, lefts, flips, _, _, (ch, cw) = self._draws(step, crop)
         fields = []
         for k, (i, top, left) in enumerate(zip(idx.tolist(), tops, lefts)):
-            m = self.bank.motion[i, :, :, top:top + ch, left:left + cw].float()  # (T, 2, h, w)
+            m = self.bank.motion[i, :, :, top : top + ch, left : left + cw].float()  # (T, 2, h, w)
             if self.hflip and flips[k]:
                 m = m.flip(3)
                 m[:, 0] = -m[:, 0]
@@ -361,6 +388,11 @@ class ClipBatchSampler:
 
 def bank_summary(bank: ClipBank) -> dict[str, object]:
     """Plain-type description of a bank (for logs and metrics.json)."""
-    return {"clips": len(bank), "videos": bank.num_videos, "groups": sorted(bank.group_set),
-            "frame_size": list(bank.size), "num_frames": bank.num_frames, "megabytes": round(bank.nbytes / 2**20, 1)}
-
+    return {
+        "clips": len(bank),
+        "videos": bank.num_videos,
+        "groups": sorted(bank.group_set),
+        "frame_size": list(bank.size),
+        "num_frames": bank.num_frames,
+        "megabytes": round(bank.nbytes / 2**20, 1),
+    }

@@ -22,9 +22,18 @@ from typing import Any
 # Top-level keys of the official ``model.params`` that only matter for training / logging.
 TRAINING_ONLY_KEYS: frozenset[str] = frozenset(
     {
-        "lossconfig", "scheduler_config", "scheduler_disc_config", "monitor", "image_key",
-        "automatic_optimization", "freeze_2d", "freeze_3d", "ckpt_path", "ignore_keys",
-        "base_learning_rate", "colorize_nlabels",
+        "lossconfig",
+        "scheduler_config",
+        "scheduler_disc_config",
+        "monitor",
+        "image_key",
+        "automatic_optimization",
+        "freeze_2d",
+        "freeze_3d",
+        "ckpt_path",
+        "ignore_keys",
+        "base_learning_rate",
+        "colorize_nlabels",
     }
 )
 NUM_GROUPS = 32  # GroupNorm groups of the official Normalize(); channels must be multiples.
@@ -74,8 +83,9 @@ class VideoAutoencoderConfig:
     # (in pixels, scaled by CONTENT_WARP_SCALE); the output is the content frame WARPED by it
     # (bilinear, border padding) plus the RGB residual; conv_out also takes the content frame's
     # pixels as 3 more input channels (it can filter what it moves: the frame carries its own
-    # sensor noise and codec artefacts, which the other 15 frames do not share). Why: in the synthetic set (camera shake,
-    # moving objects) and in real clips most change between frames is displacement; a conv decoder
+    # sensor noise and codec artefacts, which the other 15 frames do not share). Why: in the
+    # synthetic set (camera shake, moving objects) and in real clips most change between frames
+    # is displacement; a conv decoder
     # has to learn to move texture from scratch, which a 10-minute CPU run does not manage (the
     # residual-only decoder stayed at the baseline), whereas a displacement field gets a useful
     # gradient (image gradient x error) from step 0 and is zero-initialised like the residual.
@@ -265,30 +275,45 @@ def _validate(cfg: ReducioConfig) -> None:
         (dd.pos_embed_mode == "t", f"pos_embed_mode={dd.pos_embed_mode!r}: only 't' is implemented"),
         (dd.use_3d_conv, "use_3d_conv=False is not supported"),
         (dd.upsample_first, "upsample_first=False is not supported"),
-        (not dd.content_warp or bool(dd.content_residual),
-         "content_warp=True needs content_residual=True (the warp moves the content frame the residual is added to)"),
-        (not dd.coarse_flow or bool(dd.content_warp),
-         "coarse_flow=True needs content_warp=True (it adds to the displacement field content_warp applies)"),
-        (not dd.attn_resolutions and not d2.attn_resolutions,
-         "attention inside resolution levels (attn_resolutions) is not supported"),
+        (
+            not dd.content_warp or bool(dd.content_residual),
+            "content_warp=True needs content_residual=True (the warp moves the content frame the residual is added to)",
+        ),
+        (
+            not dd.coarse_flow or bool(dd.content_warp),
+            "coarse_flow=True needs content_warp=True (it adds to the displacement field content_warp applies)",
+        ),
+        (
+            not dd.attn_resolutions and not d2.attn_resolutions,
+            "attention inside resolution levels (attn_resolutions) is not supported",
+        ),
         (dd.ch_in is None or dd.ch_in == dd.ch, f"ch_in={dd.ch_in} != ch={dd.ch} is not supported"),
-        (dd.f_s is None or dd.f_s == dd.num_levels - 1,
-         f"f_s={dd.f_s} must be len(ch_mult)-1={dd.num_levels - 1}"),
+        (dd.f_s is None or dd.f_s == dd.num_levels - 1, f"f_s={dd.f_s} must be len(ch_mult)-1={dd.num_levels - 1}"),
         (0 <= dd.f_t <= dd.num_levels - 1, f"f_t={dd.f_t} must lie in [0, {dd.num_levels - 1}]"),
         (dd.temp_res % 2**dd.f_t == 0, f"temp_res={dd.temp_res} is not divisible by 2**f_t"),
         (len(dd.ch_fuse) == dd.num_levels, "ch_fuse needs one entry per ddconfig level"),
-        (all(-1 <= k < d2.num_levels for k in dd.ch_fuse),
-         f"ch_fuse entries must be -1 or a 2D level index < {d2.num_levels}"),
+        (
+            all(-1 <= k < d2.num_levels for k in dd.ch_fuse),
+            f"ch_fuse entries must be -1 or a 2D level index < {d2.num_levels}",
+        ),
         (not d2.out_z, "ddconfig_2d.out_z=True is not supported (the content encoder returns features)"),
     ]
     widths = [dd.ch * m for m in dd.ch_mult] + [d2.ch * m for m in d2.ch_mult]
-    checks.append((all(c % NUM_GROUPS == 0 for c in widths),
-                   f"all channel widths must be multiples of {NUM_GROUPS} (GroupNorm): {widths}"))
+    checks.append(
+        (
+            all(c % NUM_GROUPS == 0 for c in widths),
+            f"all channel widths must be multiples of {NUM_GROUPS} (GroupNorm): {widths}",
+        )
+    )
     fused = [dd.ch * dd.ch_mult[i] for i, k in enumerate(dd.ch_fuse) if k >= 0]
     if dd.fuse_mid:
         fused.append(dd.ch * dd.ch_mult[-1])
-    checks.append((all(c % FUSE_HEAD_DIM == 0 for c in fused),
-                   f"fused decoder widths must be multiples of {FUSE_HEAD_DIM}: {fused}"))
+    checks.append(
+        (
+            all(c % FUSE_HEAD_DIM == 0 for c in fused),
+            f"fused decoder widths must be multiples of {FUSE_HEAD_DIM}: {fused}",
+        )
+    )
     errors = [msg for ok, msg in checks if not ok]
     if errors:
         raise ValueError("unsupported Reducio config:\n  " + "\n  ".join(errors))

@@ -102,8 +102,11 @@ def convert_checkpoint(
         raise ValueError(f"parts must be one of {PARTS}, got {parts!r}")
     dst = Path(destination).expanduser()
     if dst.suffix.lower() != SAFETENSORS_SUFFIX:
-        raise CheckpointError(dst, f"the destination must be a {SAFETENSORS_SUFFIX} file",
-                              f"name it e.g. {dst.with_suffix(SAFETENSORS_SUFFIX).name}")
+        raise CheckpointError(
+            dst,
+            f"the destination must be a {SAFETENSORS_SUFFIX} file",
+            f"name it e.g. {dst.with_suffix(SAFETENSORS_SUFFIX).name}",
+        )
     src = resolve_checkpoint(source, parts=parts, dtype=target, cache_dir=cache_dir)
     if dst.exists() and dst.resolve() == src.resolve():
         raise CheckpointError(dst, "the destination is the source file", "write to another file name")
@@ -112,19 +115,33 @@ def convert_checkpoint(
     # Hash first: a source that changes while we convert would make the recorded digest a lie.
     digest = file_sha256(src)
     # Loading straight into the target dtype casts tensor by tensor (no full float32 copy).
-    vae = load_reducio(src, variant=variant, parts=parts, dtype=target, config=config,
-                      allow_globals=allow_globals)
+    vae = load_reducio(src, variant=variant, parts=parts, dtype=target, config=config, allow_globals=allow_globals)
     info = vae.checkpoint_info
     # The training geometry (crop, stored frame size) travels with the weights: without it a locally
     # trained VAE would be fed the released model's 224x288 bucket (lib.vae.local.input_policy).
     kept = {k: info.metadata[k] for k in ("training",) if info.metadata and k in info.metadata}
-    save_reducio(vae, dst, dtype=target, preset=info.preset, source_file=src.name, source_sha256=digest, extra=kept,
-                 overwrite=overwrite)
+    save_reducio(
+        vae,
+        dst,
+        dtype=target,
+        preset=info.preset,
+        source_file=src.name,
+        source_sha256=digest,
+        extra=kept,
+        overwrite=overwrite,
+    )
     state = vae.state_dict()
     return ConversionResult(
-        source=str(src), destination=str(dst), parts=parts, dtype=dtype_name(target), preset=info.preset,
-        num_tensors=len(state), num_parameters=sum(t.numel() for t in state.values()),
-        size_bytes=dst.stat().st_size, source_size_bytes=src.stat().st_size, source_sha256=digest,
+        source=str(src),
+        destination=str(dst),
+        parts=parts,
+        dtype=dtype_name(target),
+        preset=info.preset,
+        num_tensors=len(state),
+        num_parameters=sum(t.numel() for t in state.values()),
+        size_bytes=dst.stat().st_size,
+        source_size_bytes=src.stat().st_size,
+        source_sha256=digest,
         seconds=round(time.perf_counter() - start, 2),
     )
 
@@ -133,24 +150,41 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lib.vae convert",
         description="Convert a Reducio-VAE checkpoint (.ckpt/.pt/.pth/.safetensors, hf://..., or a preset name) "
-                    "into a self-describing .safetensors that load_reducio() reads with no other argument.",
+        "into a self-describing .safetensors that load_reducio() reads with no other argument.",
     )
-    parser.add_argument("source", help="SRC: checkpoint file, hf://microsoft/Reducio-VAE/<file>, or a preset name (ft4, ...)")
+    parser.add_argument(
+        "source", help="SRC: checkpoint file, hf://microsoft/Reducio-VAE/<file>, or a preset name (ft4, ...)"
+    )
     parser.add_argument("destination", help="DST: the .safetensors to write")
-    parser.add_argument("--parts", choices=PARTS, default="all",
-                        help="'encoder' keeps only encoder_3d + quant_conv (what latents need); default: all")
-    parser.add_argument("--dtype", choices=DTYPE_CHOICES, default="fp32",
-                        help="dtype of the written weights (default fp32: exact; fp16 halves the size)")
-    parser.add_argument("--variant", default=None,
-                        help="ft4 | ft2 | a preset name, for a source whose name/metadata does not tell")
-    parser.add_argument("--config", default=None,
-                        help="a preset name or a .json/.yaml holding model.params (overrides everything else)")
+    parser.add_argument(
+        "--parts",
+        choices=PARTS,
+        default="all",
+        help="'encoder' keeps only encoder_3d + quant_conv (what latents need); default: all",
+    )
+    parser.add_argument(
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default="fp32",
+        help="dtype of the written weights (default fp32: exact; fp16 halves the size)",
+    )
+    parser.add_argument(
+        "--variant", default=None, help="ft4 | ft2 | a preset name, for a source whose name/metadata does not tell"
+    )
+    parser.add_argument(
+        "--config", default=None, help="a preset name or a .json/.yaml holding model.params (overrides everything else)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     parser.add_argument("--cache-dir", default=None, help="Hugging Face cache folder (default: $HF_HOME/hub)")
-    parser.add_argument("--allow-global", action="append", default=[], metavar="NAME",
-                        help="for a trusted .ckpt: an object (dotted name, or 'module.' for a whole module) of the "
-                             "denylist of code-running globals (lib.vae.safe_pickle.DENIED_GLOBALS) that it may carry "
-                             "beside its state dict; it stays an inert placeholder and is skipped (repeatable)")
+    parser.add_argument(
+        "--allow-global",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="for a trusted .ckpt: an object (dotted name, or 'module.' for a whole module) of the "
+        "denylist of code-running globals (lib.vae.safe_pickle.DENIED_GLOBALS) that it may carry "
+        "beside its state dict; it stays an inert placeholder and is skipped (repeatable)",
+    )
     return parser
 
 
@@ -159,8 +193,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = convert_checkpoint(
-            args.source, args.destination, parts=args.parts, dtype=args.dtype, variant=args.variant,
-            config=args.config, overwrite=args.overwrite, cache_dir=args.cache_dir,
+            args.source,
+            args.destination,
+            parts=args.parts,
+            dtype=args.dtype,
+            variant=args.variant,
+            config=args.config,
+            overwrite=args.overwrite,
+            cache_dir=args.cache_dir,
             allow_globals=args.allow_global,
         )
     except (CheckpointError, FileExistsError) as err:

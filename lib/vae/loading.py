@@ -96,15 +96,48 @@ from lib.vae.checkpoint_source import (
 from lib.vae.model import ReducioVAE
 
 __all__ = [
-    "DDP_PREFIX", "DECODER_PREFIXES", "DTYPE_NAMES", "ENCODER_PREFIXES", "HF_REPO_URL", "LOADABLE_SUFFIXES",
-    "METADATA_KEY", "METADATA_VERSION", "OFFICIAL_FILES", "PARTS", "PICKLE_SUFFIXES", "REDUCIO_CHECKPOINT_FILES",
-    "REDUCIO_HF_REPO", "SAFETENSORS_SUFFIX", "TRAINING_ONLY_PREFIXES", "VARIANT_ALIASES",
-    "CheckpointConfigError", "CheckpointDownloadError", "CheckpointDtypeError", "CheckpointError", "CheckpointInfo",
-    "CheckpointMismatchError", "CheckpointNotFoundError", "ConfigLike", "CorruptCheckpointError",
-    "NonFiniteCheckpointError", "ResolvedConfig", "UnsafeCheckpointError",
-    "build_metadata", "canonical_preset", "coerce_config", "dtype_name", "file_sha256", "find_named_checkpoint",
-    "infer_preset", "load_reducio", "match_presets", "open_checkpoint", "parse_dtype", "preset_from_filename",
-    "resolve_checkpoint", "save_reducio",
+    "DDP_PREFIX",
+    "DECODER_PREFIXES",
+    "DTYPE_NAMES",
+    "ENCODER_PREFIXES",
+    "HF_REPO_URL",
+    "LOADABLE_SUFFIXES",
+    "METADATA_KEY",
+    "METADATA_VERSION",
+    "OFFICIAL_FILES",
+    "PARTS",
+    "PICKLE_SUFFIXES",
+    "REDUCIO_CHECKPOINT_FILES",
+    "REDUCIO_HF_REPO",
+    "SAFETENSORS_SUFFIX",
+    "TRAINING_ONLY_PREFIXES",
+    "VARIANT_ALIASES",
+    "CheckpointConfigError",
+    "CheckpointDownloadError",
+    "CheckpointDtypeError",
+    "CheckpointError",
+    "CheckpointInfo",
+    "CheckpointMismatchError",
+    "CheckpointNotFoundError",
+    "ConfigLike",
+    "CorruptCheckpointError",
+    "NonFiniteCheckpointError",
+    "ResolvedConfig",
+    "UnsafeCheckpointError",
+    "build_metadata",
+    "canonical_preset",
+    "coerce_config",
+    "dtype_name",
+    "file_sha256",
+    "find_named_checkpoint",
+    "infer_preset",
+    "load_reducio",
+    "match_presets",
+    "open_checkpoint",
+    "parse_dtype",
+    "preset_from_filename",
+    "resolve_checkpoint",
+    "save_reducio",
 ]
 
 log = logging.getLogger(__name__)
@@ -133,8 +166,14 @@ class CheckpointInfo:
     skipped_objects: tuple[str, ...] = ()
 
 
-def _mismatch_error(reader: Reader, cfg: ResolvedConfig, parts: str, missing: list[str], unexpected: list[str],
-                    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]]) -> CheckpointMismatchError:
+def _mismatch_error(
+    reader: Reader,
+    cfg: ResolvedConfig,
+    parts: str,
+    missing: list[str],
+    unexpected: list[str],
+    mismatched: list[tuple[str, tuple[int, ...], tuple[int, ...]]],
+) -> CheckpointMismatchError:
     """A message listing what does not fit, with hints for the usual causes."""
     counts = [f"{len(missing)} missing key(s)"] if missing else []
     counts += [f"{len(unexpected)} unexpected key(s)"] if unexpected else []
@@ -143,14 +182,22 @@ def _mismatch_error(reader: Reader, cfg: ResolvedConfig, parts: str, missing: li
     if missing:
         lines.append(f"  missing keys ({len(missing)}; by prefix: {prefix_counts(missing)}): {head(missing)}")
     if unexpected:
-        lines.append(f"  unexpected keys ({len(unexpected)}; by prefix: {prefix_counts(unexpected)}): {head(unexpected)}")
+        lines.append(
+            f"  unexpected keys ({len(unexpected)}; by prefix: {prefix_counts(unexpected)}): {head(unexpected)}"
+        )
     if mismatched:
         shown = [f"{k}: file {tuple(a)} vs model {tuple(b)}" for k, a, b in mismatched]
         lines.append(f"  shape mismatches ({len(mismatched)}): {head(shown, 4)}")
     file_keys = reader.keys()
-    if parts == "all" and file_parts(file_keys) == "encoder" and missing and all(
-            k.startswith(DECODER_PREFIXES) for k in missing):
-        lines.append("  hint: the file holds only the encoder (encoder_3d.*, quant_conv.*): load it with parts='encoder'")
+    if (
+        parts == "all"
+        and file_parts(file_keys) == "encoder"
+        and missing
+        and all(k.startswith(DECODER_PREFIXES) for k in missing)
+    ):
+        lines.append(
+            "  hint: the file holds only the encoder (encoder_3d.*, quant_conv.*): load it with parts='encoder'"
+        )
     try:
         scores = match_presets({k: reader.shape(k) for k in file_keys})
         fits = [name for name, diff in scores if diff == 0 and name != cfg.preset]
@@ -158,21 +205,28 @@ def _mismatch_error(reader: Reader, cfg: ResolvedConfig, parts: str, missing: li
         fits = []
     if fits:
         lines.append(f"  hint: the file's keys and shapes match preset {fits[0]!r}: pass variant={fits[0]!r}")
-    fix = ("use the checkpoint made for this config, or pass the config it was made with (config= or variant=); "
-           "loss.* keys are skipped automatically and parts='encoder' ignores decoder keys")
-    return CheckpointMismatchError(reader.path, "\n".join(lines), fix,
-                                   missing=missing, unexpected=unexpected, mismatched=mismatched)
+    fix = (
+        "use the checkpoint made for this config, or pass the config it was made with (config= or variant=); "
+        "loss.* keys are skipped automatically and parts='encoder' ignores decoder keys"
+    )
+    return CheckpointMismatchError(
+        reader.path, "\n".join(lines), fix, missing=missing, unexpected=unexpected, mismatched=mismatched
+    )
 
 
-def _config_and_parts(reader: Reader, *, config: ConfigLike | None, variant: str | None,
-                      parts: str | None) -> tuple[ResolvedConfig, str]:
+def _config_and_parts(
+    reader: Reader, *, config: ConfigLike | None, variant: str | None, parts: str | None
+) -> tuple[ResolvedConfig, str]:
     """The config for the file and the parts to load (``None`` -> what the file holds)."""
     meta = reader.metadata
     if meta is not None and parts == "all" and meta["parts"] != "all" and config is None:
         raise CheckpointMismatchError(
-            reader.path, f"holds only the encoder (metadata parts={meta['parts']!r}), but parts='all' was asked for",
+            reader.path,
+            f"holds only the encoder (metadata parts={meta['parts']!r}), but parts='all' was asked for",
             "load it with parts='encoder', or convert the original checkpoint with --parts all",
-            missing=[], unexpected=[], mismatched=[],
+            missing=[],
+            unexpected=[],
+            mismatched=[],
         )
     cfg = resolve_config(reader, config=config, variant=variant)
     if parts is None:  # so that load_reducio(converted_file) needs no argument
@@ -184,8 +238,9 @@ def _build(params: Mapping[str, Any], parts: str, path: Path) -> ReducioVAE:
     try:  # meta: no memory and no random init; every tensor comes from the file (assign=True)
         return ReducioVAE.from_config(dict(params), parts=parts, device="meta")
     except (ValueError, TypeError, KeyError) as err:
-        raise CheckpointConfigError(path, f"the config cannot build a model ({err})",
-                                    "fix the config (config=/variant=) or the file's metadata") from err
+        raise CheckpointConfigError(
+            path, f"the config cannot build a model ({err})", "fix the config (config=/variant=) or the file's metadata"
+        ) from err
 
 
 def _is_floating_name(name: str) -> bool:
@@ -200,15 +255,21 @@ def _check_keys(reader: Reader, vae: ReducioVAE, cfg: ResolvedConfig, parts: str
     wanted_set = set(wanted)
     missing = [k for k in expected if k not in wanted_set]
     unexpected = [k for k in wanted if k not in expected]
-    mismatched = [(k, reader.shape(k), tuple(expected[k].shape)) for k in wanted
-                  if k in expected and reader.shape(k) != tuple(expected[k].shape)]
+    mismatched = [
+        (k, reader.shape(k), tuple(expected[k].shape))
+        for k in wanted
+        if k in expected and reader.shape(k) != tuple(expected[k].shape)
+    ]
     if missing or unexpected or mismatched:
         raise _mismatch_error(reader, cfg, parts, missing, unexpected, mismatched)
-    wrong = {k: reader.dtype(k) for k, t in expected.items() if t.is_floating_point() != _is_floating_name(reader.dtype(k))}
+    wrong = {
+        k: reader.dtype(k) for k, t in expected.items() if t.is_floating_point() != _is_floating_name(reader.dtype(k))
+    }
     if wrong:
         shown = [f"{k} ({d}; the model has {dtype_name(expected[k].dtype)})" for k, d in wrong.items()]
         raise CheckpointDtypeError(
-            reader.path, f"{len(wrong)} weight(s) have a dtype the model cannot take: {head(shown)}",
+            reader.path,
+            f"{len(wrong)} weight(s) have a dtype the model cannot take: {head(shown)}",
             "these are not the model's floating-point weights (a quantized or mis-saved export?): save "
             "model.state_dict() of the float model again, or re-download the original checkpoint",
             keys=wrong,
@@ -231,7 +292,8 @@ def _fill(vae: ReducioVAE, reader: Reader, keys: Sequence[str], *, device: torch
     if bad:
         cast = any("overflows" in b for b in bad)
         raise NonFiniteCheckpointError(
-            reader.path, f"{len(bad)} weight tensor(s) hold NaN or inf: {head(bad)}",
+            reader.path,
+            f"{len(bad)} weight tensor(s) hold NaN or inf: {head(bad)}",
             (f"load with dtype=float32 or bfloat16 ({dtype_name(dtype)} cannot hold these values); " if cast else "")
             + "NaN/inf in the file mean broken weights (a diverged training run or a damaged file): use an "
             f"earlier checkpoint of the run, re-create the file or re-download it (official files: {HF_REPO_URL})",
@@ -316,9 +378,16 @@ def load_reducio(
         ignored = sum(1 for k in file_keys if parts == "encoder" and k.startswith(DECODER_PREFIXES))
         _fill(vae, reader, keys, device=device, dtype=dtype)
         info = CheckpointInfo(
-            path=path, preset=cfg.preset, config_origin=cfg.origin, parts=parts, file_dtypes=file_dtypes,
-            loaded_keys=len(keys), skipped_loss_keys=reader.skipped_loss_keys, ignored_decoder_keys=ignored,
-            stripped_ddp_prefix=reader.stripped_prefix, metadata=reader.metadata,
+            path=path,
+            preset=cfg.preset,
+            config_origin=cfg.origin,
+            parts=parts,
+            file_dtypes=file_dtypes,
+            loaded_keys=len(keys),
+            skipped_loss_keys=reader.skipped_loss_keys,
+            ignored_decoder_keys=ignored,
+            stripped_ddp_prefix=reader.stripped_prefix,
+            metadata=reader.metadata,
             skipped_objects=reader.skipped_objects,
         )
     vae.to(device=device)
@@ -326,8 +395,16 @@ def load_reducio(
     vae.eval()
     vae.requires_grad_(False)
     vae.checkpoint_info = dataclasses.replace(info, seconds=round(time.perf_counter() - start, 3))
-    log.info("loaded %s (%s, parts=%s, %d keys, %s -> %s) in %.1f s", path, cfg.describe(), parts, info.loaded_keys,
-             "/".join(file_dtypes), dtype_name(dtype), vae.checkpoint_info.seconds)
+    log.info(
+        "loaded %s (%s, parts=%s, %d keys, %s -> %s) in %.1f s",
+        path,
+        cfg.describe(),
+        parts,
+        info.loaded_keys,
+        "/".join(file_dtypes),
+        dtype_name(dtype),
+        vae.checkpoint_info.seconds,
+    )
     return vae
 
 
@@ -409,8 +486,15 @@ def save_reducio(
     if preset is None:
         info = getattr(vae, "checkpoint_info", None)
         preset = info.preset if isinstance(info, CheckpointInfo) else preset_of_params(vae.config.to_params())
-    metadata = build_metadata(vae, parts=_model_parts(vae), dtype=stored_dtype, preset=preset,
-                              source_file=source_file, source_sha256=source_sha256, extra=extra)
+    metadata = build_metadata(
+        vae,
+        parts=_model_parts(vae),
+        dtype=stored_dtype,
+        preset=preset,
+        source_file=source_file,
+        source_sha256=source_sha256,
+        extra=extra,
+    )
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     try:

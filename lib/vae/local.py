@@ -26,7 +26,9 @@ def local_vae_dir(preset: str, seed: int = 0) -> Path:
     return CHECKPOINTS_DIR / f"local-{preset}-seed{seed}"
 
 
-def ensure_local_vae(*, preset: str = "smoke", seed: int = 0, data_root: str | Path | None = None, progress: bool = False) -> Path:
+def ensure_local_vae(
+    *, preset: str = "smoke", seed: int = 0, data_root: str | Path | None = None, progress: bool = False
+) -> Path:
     """Path of the trained ``vae.safetensors`` of training ``preset``, training it first if the
     run directory has no finished run (an interrupted run resumes)."""
     from lib.vae import train
@@ -59,7 +61,7 @@ def resolve_vae_source(vae_source: str, *, data_root: str | Path | None = None) 
 
         return str(standin_path())
     if text.startswith(LOCAL_PREFIX):
-        return str(ensure_local_vae(preset=text[len(LOCAL_PREFIX):], data_root=data_root))
+        return str(ensure_local_vae(preset=text[len(LOCAL_PREFIX) :], data_root=data_root))
     return text
 
 
@@ -81,8 +83,11 @@ def input_policy(vae: Any) -> CropPolicy:
     dd = vae.config.ddconfig
     if dd.content_warp or dd.content_residual or dd.coarse_flow:
         where = getattr(info, "path", None) if info is not None else None
-        raise UnknownGeometryError(where, "a locally trained VAE (motion-compensated decoder) whose training geometry "
-                                          "(crop, stored frame size) is not recorded with its weights",
-                                   "load the vae.safetensors its training wrote (or convert that file with python -m "
-                                   "lib.vae convert, which keeps the geometry), or pass the spatial policy explicitly")
+        raise UnknownGeometryError(
+            where,
+            "a locally trained VAE (motion-compensated decoder) whose training geometry "
+            "(crop, stored frame size) is not recorded with its weights",
+            "load the vae.safetensors its training wrote (or convert that file with python -m "
+            "lib.vae convert, which keeps the geometry), or pass the spatial policy explicitly",
+        )
     return CropPolicy()

@@ -1,45 +1,40 @@
 """Losses and metrics for training and evaluating the Reducio-VAE on clips in [-1, 1].
 
-The official recipe (``LPIPSWithDiscriminator`` in the released config) is: L1 reconstruction +
-0.1 x LPIPS (VGG16) + a 3D PatchGAN after 10k steps + ``kl_weight = 1e-6`` x KL, where the
-reconstruction and KL terms are both **sums** over all values divided by the batch size.
-LPIPS needs downloaded VGG weights and the GAN needs tens of thousands of steps, so the local
-recipe (see :class:`VAELossWeights`) replaces them with terms that work from step 0 offline:
+The official recipe (``LPIPSWithDiscriminator`` in the released config) is L1 reconstruction +
+0.1 x LPIPS (VGG16) + a 3D PatchGAN after 10k steps + ``kl_weight = 1e-6`` x KL, the
+reconstruction and KL terms both **sums** over all values divided by the batch size. LPIPS
+needs downloaded VGG weights and the GAN tens of thousands of steps, so the local recipe
+(:class:`VAELossWeights`, :func:`vae_loss`) uses terms that work offline from step 0:
 
 - ``l1``: mean absolute error over every pixel (the official reconstruction norm);
-- ``ssim``: ``1 - SSIM``, gaussian window (11, sigma 1.5), computed per frame, i.e. the 2D SSIM
-  of Wang et al. applied to each of the T frames and averaged (a structural term standing in
-  for LPIPS: it rewards edges and texture that L1 alone blurs away);
-- ``grad``: L1 between finite differences along H, W and T of the reconstruction and the target
-  (sharp edges and, along T, the motion itself: a decoder that just repeats the content frame
-  has zero temporal gradient and pays for every moving pixel);
-- ``mse``: mean squared error (0 by default, as in the official recipe; 30 in the local training
-  presets, where it trains the decoder's ``conv_out`` only: ``TrainPreset.mse_head_only``). Why: with the residual decoder of the local presets (``content_residual``) most
-  target pixels equal the content frame up to per-frame sensor noise, and under L1 a decoder
-  learns neither to move uncertain pixels (the median is "no change") nor to denoise the content
-  frame: a 5x5 filter on the content frame trained 300 steps with the L1 + SSIM + gradient terms
-  stayed at 24.4 dB on the held-out clips, with MSE alone it reached 25.0 dB (the best fixed
-  gaussian blur scores 25.3, the unfiltered frame 24.2). MSE's optimum is the conditional mean,
-  which is what PSNR scores. Weight 30: an MSE gradient is ~2|x - x'| per value against L1's 1,
-  with |x - x'| ~ 0.05 here, so 30 puts the two on a par (the filter reached 24.9 dB with it).
-- ``shift`` (0 by default, also in the local presets): an auxiliary term for decoders
-  with a displacement field (``content_warp``): L1, in pixels, between the field's per-frame
-  spatial mean and each frame's global shift relative to the content frame, found from the clip
-  itself by exhaustive search (:func:`global_shift_targets`). Why: the field's head starts at
-  zero and, from the reconstruction loss alone, got gradients too inconsistent to grow (after
-  450 steps it moved pixels by 0.01-0.04 px on average); the teacher gives the whole encoder ->
-  decoder path a consistent signal to carry camera motion from step 0. It uses no label and no
-  held-out data (the training clip only), and evaluation never sees it.
+- ``ssim``: ``1 - SSIM`` with a gaussian window (11, sigma 1.5), the 2D SSIM of Wang et al. per
+  frame, averaged: a structural term in place of LPIPS (it rewards the edges and texture that
+  L1 alone blurs away);
+- ``grad``: L1 between finite differences along H, W and T of reconstruction and target (sharp
+  edges and, along T, the motion: a decoder that repeats the content frame has zero temporal
+  gradient and pays for every moving pixel);
+- ``pyramid``: L1 of 2x/4x/8x average-pooled frames, where a moving object outweighs per-frame
+  sensor noise;
+- ``mse``: mean squared error (0 in the official recipe). Its optimum is the conditional mean,
+  which is what PSNR scores; under L1 alone a decoder neither moves uncertain pixels (the median
+  is "no change") nor denoises the content frame. An MSE gradient is ~2|x - x'| per value against
+  L1's 1, so with |x - x'| ~ 0.05 a weight of ~30 puts the two on a par. The local presets may
+  apply it to the decoder's ``conv_out`` only (``TrainPreset.mse_head_only``);
+- ``shift``: for decoders with a displacement field (``content_warp``), L1 in pixels between the
+  field's per-frame spatial mean and each frame's global shift relative to the content frame,
+  found from the clip itself by exhaustive search (:func:`global_shift_targets`): a consistent
+  signal for the zero-initialised field head from step 0, using no label and no held-out data;
+- ``motion``: L1 in pixels between the field and the pretraining pool's ground-truth
+  displacements (:func:`motion_l1`), over the clips that have them;
 - ``kl``: KL of the posterior to N(0, I), summed over the latent and divided by the number of
-  pixel values of the clip, with weight 1e-6. Dividing by the pixel count is what makes the
-  official weight carry over: the official loss is ``sum|x - x'| + 1e-6 * sum KL``; ours is that
-  same expression divided by the number of pixel values (mean L1), a constant rescaling of the
-  whole loss. The KL is a weak regulariser here on purpose: the decoder sees the latent only after
-  the per-sample layer norm, so its absolute scale is free anyway; the KL mainly keeps the
-  log-variances from drifting to the clamp.
+  pixel values of the clip. Dividing by the pixel count carries the official weight over: the
+  official ``sum|x - x'| + 1e-6 * sum KL`` divided by the number of pixel values is mean L1 +
+  1e-6 x this KL, a constant rescaling. The decoder sees the latent only after the per-sample
+  layer norm, so the KL is a weak regulariser that keeps the log-variances off the clamp.
 
-All functions take float tensors shaped (B, C, T, H, W) (videos) or (B, C, H, W) (images) and
-work per sample, so metrics can be averaged over clips.
+Measured effects of each term live in ``docs/results.md``. All functions take float tensors
+shaped (B, C, T, H, W) (videos) or (B, C, H, W) (images) and work per sample, so metrics can be
+averaged over clips.
 """
 
 from __future__ import annotations
@@ -74,8 +69,9 @@ def _check_pair(x: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError(f"expected float tensors, got {x.dtype} and {y.dtype}")
 
 
-def gaussian_window(size: int, sigma: float, *, dtype: torch.dtype = torch.float32,
-                    device: torch.device | str | None = None) -> torch.Tensor:
+def gaussian_window(
+    size: int, sigma: float, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Normalised 1D gaussian (size,), centred on the middle tap (``size`` odd)."""
     if size < 1 or size % 2 == 0:
         raise ValueError(f"window size must be a positive odd number, got {size}")
@@ -89,8 +85,12 @@ def gaussian_blur(frames: torch.Tensor, sigma: float) -> torch.Tensor:
     radius = max(1, math.ceil(3 * sigma))
     g = gaussian_window(2 * radius + 1, sigma, dtype=frames.dtype, device=frames.device)
     c = frames.shape[1]
-    out = F.conv2d(F.pad(frames, (radius, radius, 0, 0), mode="replicate"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    out = F.conv2d(
+        F.pad(frames, (radius, radius, 0, 0), mode="replicate"), g.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c
+    )
+    return F.conv2d(
+        F.pad(out, (0, 0, radius, radius), mode="replicate"), g.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c
+    )
 
 
 def ssim(
@@ -257,8 +257,14 @@ def vae_loss(
     grad_term = gradient_l1(x_rec, x).mean()
     kl_term = kl_standard_normal(mean, logvar).mean()
     pyramid_term = pyramid_l1(x_rec, x) if weights.pyramid > 0 else torch.zeros(())
-    total = (weights.pyramid * pyramid_term + weights.l1 * l1_term + weights.mse * mse_term + weights.ssim * (1.0 - ssim_val) + weights.grad * grad_term
-             + weights.kl * kl_term / pixels_per_clip)
+    total = (
+        weights.pyramid * pyramid_term
+        + weights.l1 * l1_term
+        + weights.mse * mse_term
+        + weights.ssim * (1.0 - ssim_val)
+        + weights.grad * grad_term
+        + weights.kl * kl_term / pixels_per_clip
+    )
     shift_term = torch.zeros(())
     if flow is not None and weights.shift > 0:
         if content_index is None:
@@ -273,9 +279,17 @@ def vae_loss(
         if flow is None or motion is None:
             raise ValueError("loss weight motion > 0 needs the displacement field and the ground-truth motion")
         total = total + weights.motion * (motion_term := motion_l1(flow, *motion))
-    terms = {"loss": total.item(), "l1": l1_term.item(), "ssim": ssim_val.item(), "grad": grad_term.item(),
-             "kl": kl_term.item(), "mse": mse_term.item(), "shift": shift_term.item(), "pyramid": pyramid_term.item(),
-             "motion": motion_term.item()}
+    terms = {
+        "loss": total.item(),
+        "l1": l1_term.item(),
+        "ssim": ssim_val.item(),
+        "grad": grad_term.item(),
+        "kl": kl_term.item(),
+        "mse": mse_term.item(),
+        "shift": shift_term.item(),
+        "pyramid": pyramid_term.item(),
+        "motion": motion_term.item(),
+    }
     return total, terms
 
 
@@ -306,21 +320,29 @@ def global_shift_targets(x: torch.Tensor, *, content_index: int, max_shift: int 
     if h <= 2 * m or w <= 2 * m:
         raise ValueError(f"frames {h}x{w} too small for a +-{m} px search")
     x = x.float()
-    frames = x[:, :, :, m:h - m, m:w - m]  # (B, C, T, h', w')
+    frames = x[:, :, :, m : h - m, m : w - m]  # (B, C, T, h', w')
     content = x[:, :, content_index]  # (B, C, H, W)
     n = 2 * m + 1
     cost = x.new_empty(b, t, n, n)  # [.., dy + m, dx + m]
     for row, dy in enumerate(range(-m, m + 1)):
         for col, dx in enumerate(range(-m, m + 1)):
-            moved = content[:, :, m + dy:h - m + dy, m + dx:w - m + dx].unsqueeze(2)
+            moved = content[:, :, m + dy : h - m + dy, m + dx : w - m + dx].unsqueeze(2)
             cost[:, :, row, col] = (frames - moved).abs().mean(dim=(1, 3, 4))
     best = cost.flatten(2).argmin(dim=2).reshape(-1)  # (B*T,) flat index into the (n, n) grid
     iy, ix = best // n, best % n
     flat, rows = cost.reshape(b * t, n, n), torch.arange(b * t)
-    dx = _parabola_offset(flat[rows, iy, (ix - 1).clamp(min=0)], flat[rows, iy, ix],
-                          flat[rows, iy, (ix + 1).clamp(max=n - 1)], inner=(ix > 0) & (ix < n - 1))
-    dy = _parabola_offset(flat[rows, (iy - 1).clamp(min=0), ix], flat[rows, iy, ix],
-                          flat[rows, (iy + 1).clamp(max=n - 1), ix], inner=(iy > 0) & (iy < n - 1))
+    dx = _parabola_offset(
+        flat[rows, iy, (ix - 1).clamp(min=0)],
+        flat[rows, iy, ix],
+        flat[rows, iy, (ix + 1).clamp(max=n - 1)],
+        inner=(ix > 0) & (ix < n - 1),
+    )
+    dy = _parabola_offset(
+        flat[rows, (iy - 1).clamp(min=0), ix],
+        flat[rows, iy, ix],
+        flat[rows, (iy + 1).clamp(max=n - 1), ix],
+        inner=(iy > 0) & (iy < n - 1),
+    )
     out = torch.stack([ix - m + dx, iy - m + dy], dim=1).float().reshape(b, t, 2).transpose(1, 2).contiguous()
     out[:, :, content_index] = 0.0
     return out

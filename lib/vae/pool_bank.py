@@ -26,6 +26,8 @@ from lib.data.ucf101 import VideoRecord
 from lib.data.video import iter_clip_frames
 from lib.vae.clip_data import ClipBank, init_decode_worker
 
+DEFAULT_CLIP_SPEC = ClipSpec()  # the data layer's clips: 16 frames at 16 fps
+
 POOL_LABEL = -1  # pool and natural clips carry no class
 NATURAL_GROUP = 0  # natural footage: group 0 (pool groups are 1..99)
 # Short sides a natural video is resized to before it is cut into bank-size tiles: the same
@@ -38,8 +40,16 @@ def pool_records(root: str | os.PathLike[str]) -> list[VideoRecord]:
     records = []
     for path in pool_video_paths(root):
         group, clip = (int(part[1:]) for part in path.stem.split("_")[1:3])  # p_gXX_cYYY
-        records.append(VideoRecord(relpath=f"{path.parent.name}/{path.name}", class_name="pool", label=POOL_LABEL,
-                                   group=group, clip_number=clip, path=path))
+        records.append(
+            VideoRecord(
+                relpath=f"{path.parent.name}/{path.name}",
+                class_name="pool",
+                label=POOL_LABEL,
+                group=group,
+                clip_number=clip,
+                path=path,
+            )
+        )
     return records
 
 
@@ -50,8 +60,13 @@ def tile_boxes(height: int, width: int, tile: tuple[int, int]) -> list[tuple[int
     return [(top0 + r * tile[0], left0 + c * tile[1]) for r in range(rows) for c in range(cols)]
 
 
-def decode_natural_bank(paths: Sequence[str | os.PathLike[str]], *, size: tuple[int, int],
-                        scales: Sequence[int] = NATURAL_SCALES, spec: ClipSpec = ClipSpec()) -> ClipBank:
+def decode_natural_bank(
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    size: tuple[int, int],
+    scales: Sequence[int] = NATURAL_SCALES,
+    spec: ClipSpec = DEFAULT_CLIP_SPEC,
+) -> ClipBank:
     """Every 1-second clip of each natural video at each scale, cut into ``size`` tiles.
 
     A video is resized (antialiased) so that its short side is the scale, enlarged further when
@@ -76,13 +91,20 @@ def decode_natural_bank(paths: Sequence[str | os.PathLike[str]], *, size: tuple[
             for scale, (rh, rw) in sizes:
                 small = resize(frames.permute(0, 3, 1, 2), (rh, rw)).permute(0, 2, 3, 1)  # (T, rh, rw, 3)
                 for k, (top, left) in enumerate(tile_boxes(rh, rw, size)):
-                    clips.append(small[:, top:top + size[0], left:left + size[1]].contiguous())
+                    clips.append(small[:, top : top + size[0], left : left + size[1]].contiguous())
                     names.append(f"natural/{Path(path).name}@{scale}#{k}")
                     indices.append(clip.index)
     if not clips:
-        raise ValueError(f"none of the natural videos {[str(p) for p in paths]} holds a whole {spec.num_frames}-frame clip")
-    return ClipBank(frames=torch.stack(clips), relpaths=tuple(names), groups=(NATURAL_GROUP,) * len(clips),
-                    labels=(POOL_LABEL,) * len(clips), clip_indices=tuple(indices))
+        raise ValueError(
+            f"none of the natural videos {[str(p) for p in paths]} holds a whole {spec.num_frames}-frame clip"
+        )
+    return ClipBank(
+        frames=torch.stack(clips),
+        relpaths=tuple(names),
+        groups=(NATURAL_GROUP,) * len(clips),
+        labels=(POOL_LABEL,) * len(clips),
+        clip_indices=tuple(indices),
+    )
 
 
 def concat_banks(banks: Sequence[ClipBank], repeats: Sequence[int] | None = None) -> ClipBank:
@@ -93,17 +115,24 @@ def concat_banks(banks: Sequence[ClipBank], repeats: Sequence[int] | None = None
     parts = [b for b, r in zip(banks, repeats) for _ in range(r)]
     motion = has_motion = None
     if any(b.motion is not None for b in parts):
+
         def fields(b: ClipBank) -> torch.Tensor:
             n, t, h, w, _ = b.frames.shape
             return b.motion if b.motion is not None else torch.zeros(n, t, 2, h, w, dtype=torch.float16)
 
         motion = torch.cat([fields(b) for b in parts])
-        has_motion = torch.cat([b.has_motion if b.has_motion is not None else torch.zeros(len(b), dtype=torch.bool)
-                                for b in parts])
-    return ClipBank(frames=torch.cat([b.frames for b in parts]),
-                    relpaths=tuple(x for b in parts for x in b.relpaths), groups=tuple(x for b in parts for x in b.groups),
-                    labels=tuple(x for b in parts for x in b.labels),
-                    clip_indices=tuple(x for b in parts for x in b.clip_indices), motion=motion, has_motion=has_motion)
+        has_motion = torch.cat(
+            [b.has_motion if b.has_motion is not None else torch.zeros(len(b), dtype=torch.bool) for b in parts]
+        )
+    return ClipBank(
+        frames=torch.cat([b.frames for b in parts]),
+        relpaths=tuple(x for b in parts for x in b.relpaths),
+        groups=tuple(x for b in parts for x in b.groups),
+        labels=tuple(x for b in parts for x in b.labels),
+        clip_indices=tuple(x for b in parts for x in b.clip_indices),
+        motion=motion,
+        has_motion=has_motion,
+    )
 
 
 def _pool_video_motion(task: tuple[dict[str, Any], str, list[int], tuple[int, int]]) -> torch.Tensor:
@@ -116,15 +145,19 @@ def _pool_video_motion(task: tuple[dict[str, Any], str, list[int], tuple[int, in
     return torch.stack([clip_displacements(scene, list(clips[i].frame_indices), size=size) for i in clip_indices])
 
 
-def attach_pool_motion(bank: ClipBank, root: str | os.PathLike[str], *, workers: int | None = None,
-                       progress: bool = True) -> ClipBank:
+def attach_pool_motion(
+    bank: ClipBank, root: str | os.PathLike[str], *, workers: int | None = None, progress: bool = True
+) -> ClipBank:
     """``bank`` (decoded from the pool at ``root``) with its ground-truth displacement fields.
 
     Each pool video is re-rendered from its spec (deterministic) to get its objects' exact
     trajectories; the fields match the bank's clips frame for frame (same clip sampling)."""
     manifest = json.loads((Path(root) / MANIFEST_NAME).read_text())
-    spec_fields = {"seed": int(manifest["seed"]), "duration_s": tuple(manifest["preset"]["duration_s"]),
-                   "objects": tuple(manifest["preset"]["objects"])}
+    spec_fields = {
+        "seed": int(manifest["seed"]),
+        "duration_s": tuple(manifest["preset"]["duration_s"]),
+        "objects": tuple(manifest["preset"]["objects"]),
+    }
     order: dict[str, list[int]] = {}
     for i, relpath in enumerate(bank.relpaths):
         order.setdefault(relpath, []).append(i)
@@ -142,5 +175,12 @@ def attach_pool_motion(bank: ClipBank, root: str | os.PathLike[str], *, workers:
                 for rows, fields in zip(order.values(), pool.imap(_pool_video_motion, tasks, chunksize=4)):
                     motion[rows] = fields
                     bar.update()
-    return ClipBank(frames=bank.frames, relpaths=bank.relpaths, groups=bank.groups, labels=bank.labels,
-                    clip_indices=bank.clip_indices, motion=motion, has_motion=torch.ones(len(bank), dtype=torch.bool))
+    return ClipBank(
+        frames=bank.frames,
+        relpaths=bank.relpaths,
+        groups=bank.groups,
+        labels=bank.labels,
+        clip_indices=bank.clip_indices,
+        motion=motion,
+        has_motion=torch.ones(len(bank), dtype=torch.bool),
+    )

@@ -49,12 +49,24 @@ class ProbeResult:
     val_videos: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {"train_accuracy": round(self.train_accuracy, 4), "val_accuracy": round(self.val_accuracy, 4),
-                "features": self.features, "train_videos": self.train_videos, "val_videos": self.val_videos}
+        return {
+            "train_accuracy": round(self.train_accuracy, 4),
+            "val_accuracy": round(self.val_accuracy, 4),
+            "features": self.features,
+            "train_videos": self.train_videos,
+            "val_videos": self.val_videos,
+        }
 
 
-def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
-                 *, l2: float = PROBE_L2, max_iter: int = PROBE_MAX_ITER) -> ProbeResult:
+def linear_probe(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    val_x: torch.Tensor,
+    val_y: torch.Tensor,
+    *,
+    l2: float = PROBE_L2,
+    max_iter: int = PROBE_MAX_ITER,
+) -> ProbeResult:
     """Fit the fixed-protocol probe (module docstring) on ``train_x`` (N, ...) and score ``val_x``.
 
     Features are flattened and standardised with the TRAIN statistics only (a constant feature
@@ -68,8 +80,15 @@ def linear_probe(train_x: torch.Tensor, train_y: torch.Tensor, val_x: torch.Tens
     num_classes = int(max(train_y.max(), val_y.max())) + 1
     weight = torch.zeros(xtr.shape[1], num_classes, dtype=torch.float64, requires_grad=True)
     bias = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    optimizer = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9,
-                                  tolerance_change=1e-12, history_size=20, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        [weight, bias],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-9,
+        tolerance_change=1e-12,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
     target = train_y.long()
 
     def closure() -> torch.Tensor:
@@ -90,13 +109,21 @@ def encode_means(vae: Any, clips: torch.Tensor, *, batch_size: int = 16) -> torc
     """Posterior means (N, C, T', H', W') of float clips (N, 3, T, H, W), in float32."""
     out = []
     for start in range(0, len(clips), batch_size):
-        out.append(vae.encode_latents(clips[start:start + batch_size].float()).float())
+        out.append(vae.encode_latents(clips[start : start + batch_size].float()).float())
     return torch.cat(out)
 
 
-def probe_vae(vae_source: str | Path, *, data_root: str | Path | None = None, fold: int = 1,
-              val_fraction: float = 0.1, val_seed: int = 0, workers: int | None = None,
-              progress: bool = False, reconstruction: bool = True) -> dict[str, Any]:
+def probe_vae(
+    vae_source: str | Path,
+    *,
+    data_root: str | Path | None = None,
+    fold: int = 1,
+    val_fraction: float = 0.1,
+    val_seed: int = 0,
+    workers: int | None = None,
+    progress: bool = False,
+    reconstruction: bool = True,
+) -> dict[str, Any]:
     """The three measurements of the module docstring for the VAE ``vae_source`` (a path or any
     source :func:`lib.vae.load_reducio` accepts) on ``data_root`` (default: the embedded default
     dataset, generated if missing). Returns a JSON-ready dict."""
@@ -112,23 +139,35 @@ def probe_vae(vae_source: str | Path, *, data_root: str | Path | None = None, fo
         data_root = ensure_synthetic("default", progress=progress)
     vae = load_reducio(str(vae_source), device="cpu").float().eval()
     policy = input_policy(vae)
-    train_records, val_records, split = train_val_records(data_root, fold=fold, val_fraction=val_fraction,
-                                                          val_seed=val_seed)
+    train_records, val_records, split = train_val_records(
+        data_root, fold=fold, val_fraction=val_fraction, val_seed=val_seed
+    )
     bank_size = _bank_size(policy, train_records[0].path)
-    banks = {name: decode_clip_bank(records, size=bank_size, mode="center",
-                                    workers=workers, progress=progress, desc=f"decode {name}")
-             for name, records in (("train", train_records), ("val", val_records))}
+    banks = {
+        name: decode_clip_bank(
+            records, size=bank_size, mode="center", workers=workers, progress=progress, desc=f"decode {name}"
+        )
+        for name, records in (("train", train_records), ("val", val_records))
+    }
     clips = {name: center_clips(bank, range(len(bank)), crop=policy.crop) for name, bank in banks.items()}
     labels = {name: torch.tensor(bank.labels) for name, bank in banks.items()}
     latents = {name: encode_means(vae, x) for name, x in clips.items()}
     pool = pooled_shape(tuple(clips["train"].shape[1:]))
     pooled = {name: F.adaptive_avg_pool3d(x, pool[1:]) for name, x in clips.items()}
     result: dict[str, Any] = {
-        "protocol": {"probe": "multinomial logistic regression, standardised features (train statistics), "
-                              f"L2 {PROBE_L2}, L-BFGS float64", "clips": "one centre clip per video",
-                     "latent": "posterior mean, float32", "data_root": str(data_root), "fold": fold,
-                     "val_fraction": val_fraction, "val_seed": val_seed, "crop": list(policy.crop),
-                     "bank_size": list(bank_size), "val_groups": list(split.val_groups)},
+        "protocol": {
+            "probe": "multinomial logistic regression, standardised features (train statistics), "
+            f"L2 {PROBE_L2}, L-BFGS float64",
+            "clips": "one centre clip per video",
+            "latent": "posterior mean, float32",
+            "data_root": str(data_root),
+            "fold": fold,
+            "val_fraction": val_fraction,
+            "val_seed": val_seed,
+            "crop": list(policy.crop),
+            "bank_size": list(bank_size),
+            "val_groups": list(split.val_groups),
+        },
         "latent_probe": linear_probe(latents["train"], labels["train"], latents["val"], labels["val"]).to_dict(),
         "pooled_pixels_probe": linear_probe(pooled["train"], labels["train"], pooled["val"], labels["val"]).to_dict(),
         "latent_shape": list(latents["train"].shape[1:]),
@@ -142,8 +181,11 @@ def probe_vae(vae_source: str | Path, *, data_root: str | Path | None = None, fo
             "clips": held["clips"],
             "vae": {"psnr": round(held["psnr"], 4), "ssim": round(held["ssim"], 5)},
             "repeat_content_frame": {"psnr": round(held["baseline_psnr"], 4), "ssim": round(held["baseline_ssim"], 5)},
-            "blurred_content_frame": {"psnr": round(held["blurred_psnr"], 4), "ssim": round(held["blurred_ssim"], 5),
-                                      "sigma_px": BLUR_BASELINE_SIGMA},
+            "blurred_content_frame": {
+                "psnr": round(held["blurred_psnr"], 4),
+                "ssim": round(held["blurred_ssim"], 5),
+                "sigma_px": BLUR_BASELINE_SIGMA,
+            },
             "gain_over_content_frame_db": round(held["psnr"] - held["baseline_psnr"], 4),
             "gain_over_blurred_content_frame_db": round(held["psnr"] - held["blurred_psnr"], 4),
         }
@@ -163,22 +205,28 @@ def _bank_size(policy: Any, sample_path: Path) -> tuple[int, int]:
 def format_probe(result: dict[str, Any]) -> str:
     """A few human-readable lines of a :func:`probe_vae` result."""
     lat, pix = result["latent_probe"], result["pooled_pixels_probe"]
-    lines = [f"linear probe, val accuracy: latents {100 * lat['val_accuracy']:.1f} % ({lat['features']} values), "
-             f"pooled pixels {100 * pix['val_accuracy']:.1f} % ({pix['features']} values); "
-             f"{lat['train_videos']} train / {lat['val_videos']} val videos"]
+    lines = [
+        f"linear probe, val accuracy: latents {100 * lat['val_accuracy']:.1f} % ({lat['features']} values), "
+        f"pooled pixels {100 * pix['val_accuracy']:.1f} % ({pix['features']} values); "
+        f"{lat['train_videos']} train / {lat['val_videos']} val videos"
+    ]
     rec = result.get("reconstruction")
     if rec:
-        lines.append(f"held-out reconstruction ({rec['clips']} clips): VAE {rec['vae']['psnr']:.2f} dB / SSIM "
-                     f"{rec['vae']['ssim']:.3f}; content frame {rec['repeat_content_frame']['psnr']:.2f} dB "
-                     f"({rec['gain_over_content_frame_db']:+.2f}); blurred content frame "
-                     f"{rec['blurred_content_frame']['psnr']:.2f} dB ({rec['gain_over_blurred_content_frame_db']:+.2f})")
+        lines.append(
+            f"held-out reconstruction ({rec['clips']} clips): VAE {rec['vae']['psnr']:.2f} dB / SSIM "
+            f"{rec['vae']['ssim']:.3f}; content frame {rec['repeat_content_frame']['psnr']:.2f} dB "
+            f"({rec['gain_over_content_frame_db']:+.2f}); blurred content frame "
+            f"{rec['blurred_content_frame']['psnr']:.2f} dB ({rec['gain_over_blurred_content_frame_db']:+.2f})"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib.vae probe",
-                                     description="Linear probe of a VAE's latents (and of pooled pixels) plus held-out "
-                                                 "reconstruction against two trivial baselines.")
+    parser = argparse.ArgumentParser(
+        prog="python -m lib.vae probe",
+        description="Linear probe of a VAE's latents (and of pooled pixels) plus held-out "
+        "reconstruction against two trivial baselines.",
+    )
     parser.add_argument("--vae", required=True, help="weights (.safetensors / .ckpt) or any load_reducio source")
     parser.add_argument("--data", type=Path, default=None, help="labelled dataset root (default: the embedded default)")
     parser.add_argument("--fold", type=int, default=1, choices=(1, 2, 3))
@@ -193,8 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     from lib.data.errors import DataError
 
     try:
-        result = probe_vae(args.vae, data_root=args.data, fold=args.fold, val_fraction=args.val_fraction,
-                           val_seed=args.val_seed, reconstruction=not args.no_reconstruction, progress=True)
+        result = probe_vae(
+            args.vae,
+            data_root=args.data,
+            fold=args.fold,
+            val_fraction=args.val_fraction,
+            val_seed=args.val_seed,
+            reconstruction=not args.no_reconstruction,
+            progress=True,
+        )
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -211,8 +266,9 @@ if __name__ == "__main__":
     raise SystemExit(main())
 
 
-def vae_quality(vae_source: str | Path, *, mode: str = "auto", data_root: str | Path | None = None,
-                **kwargs: Any) -> dict[str, Any] | None:
+def vae_quality(
+    vae_source: str | Path, *, mode: str = "auto", data_root: str | Path | None = None, **kwargs: Any
+) -> dict[str, Any] | None:
     """The probe figures of a VAE for notebook 01: ``mode`` ``"live"`` measures them now
     (:func:`probe_vae`), ``"auto"`` reads the figures recorded in the shipped stand-in when
     ``vae_source`` is that (sha256-checked) file and measures otherwise, ``"off"`` gives None.
@@ -234,19 +290,39 @@ def quality_table(result: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows (measure, value, reference) of a probe result, for a DataFrame."""
     lat, pix = result["latent_probe"], result["pooled_pixels_probe"]
     rows = [
-        {"measure": "linear probe, val accuracy (%)", "VAE latents": round(100 * lat["val_accuracy"], 1),
-         "reference": round(100 * pix["val_accuracy"], 1), "reference is": f"pooled pixels ({pix['features']} values)"},
-        {"measure": "linear probe, train accuracy (%)", "VAE latents": round(100 * lat["train_accuracy"], 1),
-         "reference": round(100 * pix["train_accuracy"], 1), "reference is": "pooled pixels"},
+        {
+            "measure": "linear probe, val accuracy (%)",
+            "VAE latents": round(100 * lat["val_accuracy"], 1),
+            "reference": round(100 * pix["val_accuracy"], 1),
+            "reference is": f"pooled pixels ({pix['features']} values)",
+        },
+        {
+            "measure": "linear probe, train accuracy (%)",
+            "VAE latents": round(100 * lat["train_accuracy"], 1),
+            "reference": round(100 * pix["train_accuracy"], 1),
+            "reference is": "pooled pixels",
+        },
     ]
     rec = result.get("reconstruction")
     if rec:
         rows += [
-            {"measure": "held-out PSNR (dB)", "VAE latents": rec["vae"]["psnr"],
-             "reference": rec["repeat_content_frame"]["psnr"], "reference is": "content frame repeated"},
-            {"measure": "held-out PSNR (dB)", "VAE latents": rec["vae"]["psnr"],
-             "reference": rec["blurred_content_frame"]["psnr"], "reference is": "blurred content frame repeated"},
-            {"measure": "held-out SSIM", "VAE latents": rec["vae"]["ssim"],
-             "reference": rec["repeat_content_frame"]["ssim"], "reference is": "content frame repeated"},
+            {
+                "measure": "held-out PSNR (dB)",
+                "VAE latents": rec["vae"]["psnr"],
+                "reference": rec["repeat_content_frame"]["psnr"],
+                "reference is": "content frame repeated",
+            },
+            {
+                "measure": "held-out PSNR (dB)",
+                "VAE latents": rec["vae"]["psnr"],
+                "reference": rec["blurred_content_frame"]["psnr"],
+                "reference is": "blurred content frame repeated",
+            },
+            {
+                "measure": "held-out SSIM",
+                "VAE latents": rec["vae"]["ssim"],
+                "reference": rec["repeat_content_frame"]["ssim"],
+                "reference is": "content frame repeated",
+            },
         ]
     return rows

@@ -48,28 +48,98 @@ import torch
 #: code run, and a name it misses only means that such a file loads with that entry skipped.
 DENIED_GLOBALS: tuple[str, ...] = (
     # processes, files, network, the interpreter
-    "os.", "posix.", "nt.", "subprocess.", "_posixsubprocess.", "_winapi.", "sys.", "shutil.", "pty.", "signal.",
-    "_signal.", "ctypes.", "_ctypes.", "multiprocessing.", "_multiprocessing.", "socket.", "_socket.", "webbrowser.",
-    "io.open", "io.open_code", "io.FileIO", "_io.open", "_io.open_code", "_io.FileIO",
+    "os.",
+    "posix.",
+    "nt.",
+    "subprocess.",
+    "_posixsubprocess.",
+    "_winapi.",
+    "sys.",
+    "shutil.",
+    "pty.",
+    "signal.",
+    "_signal.",
+    "ctypes.",
+    "_ctypes.",
+    "multiprocessing.",
+    "_multiprocessing.",
+    "socket.",
+    "_socket.",
+    "webbrowser.",
+    "io.open",
+    "io.open_code",
+    "io.FileIO",
+    "_io.open",
+    "_io.open_code",
+    "_io.FileIO",
     # evaluating, compiling or importing code
-    "builtins.eval", "builtins.exec", "builtins.compile", "builtins.open", "builtins.__import__", "builtins.getattr",
-    "builtins.setattr", "builtins.delattr", "builtins.globals", "builtins.locals", "builtins.vars", "builtins.input",
-    "builtins.breakpoint", "builtins.help", "builtins.exit", "builtins.quit", "importlib.", "imp.", "pkgutil.",
-    "zipimport.", "runpy.", "code.", "codeop.", "pdb.", "bdb.", "timeit.", "cProfile.", "profile.",
-    "types.FunctionType", "types.LambdaType", "types.CodeType",
+    "builtins.eval",
+    "builtins.exec",
+    "builtins.compile",
+    "builtins.open",
+    "builtins.__import__",
+    "builtins.getattr",
+    "builtins.setattr",
+    "builtins.delattr",
+    "builtins.globals",
+    "builtins.locals",
+    "builtins.vars",
+    "builtins.input",
+    "builtins.breakpoint",
+    "builtins.help",
+    "builtins.exit",
+    "builtins.quit",
+    "importlib.",
+    "imp.",
+    "pkgutil.",
+    "zipimport.",
+    "runpy.",
+    "code.",
+    "codeop.",
+    "pdb.",
+    "bdb.",
+    "timeit.",
+    "cProfile.",
+    "profile.",
+    "types.FunctionType",
+    "types.LambdaType",
+    "types.CodeType",
     # other unpicklers (copyreg._reconstructor, which protocols 0 and 1 use for plain objects, is exempt)
-    "pickle.", "_pickle.", "marshal.", "copyreg.", "dill.", "cloudpickle.",
+    "pickle.",
+    "_pickle.",
+    "marshal.",
+    "copyreg.",
+    "dill.",
+    "cloudpickle.",
     # call gadgets
-    "functools.partial", "functools.partialmethod", "functools.reduce", "operator.", "_operator.",
-    # torch's loaders, compilers and native functions beyond the rebuild helpers (those are rebuilt, never looked up here)
-    "torch.load", "torch.serialization.", "torch.storage._load_from_bytes", "torch.jit.", "torch.ops.", "torch._ops.",
-    "torch._C.", "torch.hub.", "torch.package.", "torch.utils.cpp_extension.",
+    "functools.partial",
+    "functools.partialmethod",
+    "functools.reduce",
+    "operator.",
+    "_operator.",
+    # torch's loaders, compilers and native functions beyond the rebuild helpers (those are
+    # rebuilt, never looked up here)
+    "torch.load",
+    "torch.serialization.",
+    "torch.storage._load_from_bytes",
+    "torch.jit.",
+    "torch.ops.",
+    "torch._ops.",
+    "torch._C.",
+    "torch.hub.",
+    "torch.package.",
+    "torch.utils.cpp_extension.",
 )
 #: Names under a :data:`DENIED_GLOBALS` entry that ordinary checkpoints carry (as placeholders).
 NOT_DENIED: tuple[str, ...] = ("copyreg._reconstructor", "torch._C.Generator")
 _TORCH_DTYPES: dict[str, torch.dtype] = {f"torch.{n}": v for n, v in vars(torch).items() if isinstance(v, torch.dtype)}
-_TENSOR_REBUILDS = ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
-                    "_rebuild_parameter_with_state")
+_TENSOR_REBUILDS = (
+    "_rebuild_tensor",
+    "_rebuild_tensor_v2",
+    "_rebuild_tensor_v3",
+    "_rebuild_parameter",
+    "_rebuild_parameter_with_state",
+)
 
 
 class Placeholder:
@@ -172,8 +242,12 @@ def placeholder_names(obj: Any, *, budget: int = 200_000) -> list[str]:
     return list(names)
 
 
-def _guarded(fn: Callable[..., Any], dotted: str, report: UnpickleReport,
-             check: Callable[[tuple[Any, ...]], bool] = lambda args: True) -> Callable[..., Any]:
+def _guarded(
+    fn: Callable[..., Any],
+    dotted: str,
+    report: UnpickleReport,
+    check: Callable[[tuple[Any, ...]], bool] = lambda args: True,
+) -> Callable[..., Any]:
     """``fn`` that runs only on placeholder-free arguments passing ``check``; else an inert placeholder."""
 
     def call(*args: Any) -> Any:
@@ -193,23 +267,40 @@ def _rebuilt_globals(report: UnpickleReport) -> dict[str, Any]:
     import torch.serialization
 
     table: dict[str, Any] = {
-        "collections.OrderedDict": OrderedDict, "torch.Size": torch.Size, "torch.device": torch.device,
-        "torch.Tensor": torch.Tensor, "torch._tensor.Tensor": torch.Tensor,
-        "torch.nn.parameter.Parameter": torch.nn.Parameter, "torch.UntypedStorage": torch.UntypedStorage,
-        "torch.storage.UntypedStorage": torch.UntypedStorage, "builtins.set": set, "builtins.frozenset": frozenset,
-        "builtins.bytearray": bytearray, "builtins.complex": complex, **_TORCH_DTYPES,
+        "collections.OrderedDict": OrderedDict,
+        "torch.Size": torch.Size,
+        "torch.device": torch.device,
+        "torch.Tensor": torch.Tensor,
+        "torch._tensor.Tensor": torch.Tensor,
+        "torch.nn.parameter.Parameter": torch.nn.Parameter,
+        "torch.UntypedStorage": torch.UntypedStorage,
+        "torch.storage.UntypedStorage": torch.UntypedStorage,
+        "builtins.set": set,
+        "builtins.frozenset": frozenset,
+        "builtins.bytearray": bytearray,
+        "builtins.complex": complex,
+        **_TORCH_DTYPES,
     }
     for name in _TENSOR_REBUILDS:
         if hasattr(torch._utils, name):
             table[f"torch._utils.{name}"] = _guarded(getattr(torch._utils, name), f"torch._utils.{name}", report)
-    table["_codecs.encode"] = _guarded(codecs.encode, "_codecs.encode", report,
-                                       lambda a: 1 <= len(a) <= 2 and all(isinstance(x, str) for x in a))
+    table["_codecs.encode"] = _guarded(
+        codecs.encode, "_codecs.encode", report, lambda a: 1 <= len(a) <= 2 and all(isinstance(x, str) for x in a)
+    )
     table["torch.serialization._get_layout"] = _guarded(
-        torch.serialization._get_layout, "torch.serialization._get_layout", report,
-        lambda a: len(a) == 1 and isinstance(a[0], str))
+        torch.serialization._get_layout,
+        "torch.serialization._get_layout",
+        report,
+        lambda a: len(a) == 1 and isinstance(a[0], str),
+    )
     table["torch._tensor._rebuild_from_type_v2"] = _guarded(
-        torch._tensor._rebuild_from_type_v2, "torch._tensor._rebuild_from_type_v2", report,
-        lambda a: len(a) == 4 and getattr(a[0], "rebuilds_tensor", False) and a[1] in (torch.Tensor, torch.nn.Parameter))
+        torch._tensor._rebuild_from_type_v2,
+        "torch._tensor._rebuild_from_type_v2",
+        report,
+        lambda a: (
+            len(a) == 4 and getattr(a[0], "rebuilds_tensor", False) and a[1] in (torch.Tensor, torch.nn.Parameter)
+        ),
+    )
     return table
 
 
@@ -260,5 +351,6 @@ def torch_load_restricted(path: Path, report: UnpickleReport) -> Any:
     """
     mmap = zipfile.is_zipfile(path)
     # An explicit pickle_module requires weights_only=False; the module above is the restriction.
-    return torch.load(path, map_location="cpu", pickle_module=restricted_pickle_module(report),
-                      weights_only=False, mmap=mmap)
+    return torch.load(
+        path, map_location="cpu", pickle_module=restricted_pickle_module(report), weights_only=False, mmap=mmap
+    )

@@ -35,8 +35,10 @@ STANDIN_VERSION = 1
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 STANDIN_FILE = WEIGHTS_DIR / f"reducio-standin-v{STANDIN_VERSION}.safetensors"
 STANDIN_RECORD = STANDIN_FILE.with_suffix(".json")
-REGENERATE = "make vae (python -m lib.vae train --preset pretrain --out checkpoints/pretrain-seed0, then " \
-             "python -m lib.vae standin --run checkpoints/pretrain-seed0)"
+REGENERATE = (
+    "make vae (python -m lib.vae train --preset pretrain --out checkpoints/pretrain-seed0, then "
+    "python -m lib.vae standin --run checkpoints/pretrain-seed0)"
+)
 
 
 class StandinError(ActionableError):
@@ -48,7 +50,9 @@ def read_record(record: Path = STANDIN_RECORD) -> dict[str, Any]:
     try:
         return json.loads(record.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise StandinError(record, f"unreadable stand-in record ({err})", f"restore it from git or regenerate: {REGENERATE}")
+        raise StandinError(
+            record, f"unreadable stand-in record ({err})", f"restore it from git or regenerate: {REGENERATE}"
+        ) from None
 
 
 def standin_path(*, verify: bool = True, weights: Path = STANDIN_FILE, record: Path = STANDIN_RECORD) -> Path:
@@ -56,25 +60,36 @@ def standin_path(*, verify: bool = True, weights: Path = STANDIN_FILE, record: P
     from lib.vae.loading import file_sha256
 
     if not weights.is_file():
-        raise StandinError(weights, "the shipped stand-in VAE is missing", f"restore it (git checkout -- {weights}) "
-                           f"or regenerate it: {REGENERATE}")
+        raise StandinError(
+            weights,
+            "the shipped stand-in VAE is missing",
+            f"restore it (git checkout -- {weights}) or regenerate it: {REGENERATE}",
+        )
     if verify:
         expected = read_record(record).get("sha256")
         actual = file_sha256(weights)
         if actual != expected:
-            raise StandinError(weights, f"sha256 {actual} differs from the recorded {expected} (a damaged or "
-                                        "foreign file)", f"restore it (git checkout -- {weights}) or regenerate it: "
-                                                         f"{REGENERATE}")
+            raise StandinError(
+                weights,
+                f"sha256 {actual} differs from the recorded {expected} (a damaged or foreign file)",
+                f"restore it (git checkout -- {weights}) or regenerate it: {REGENERATE}",
+            )
     return weights
 
 
 def git_commit() -> str:
     """The repository's HEAD commit (with ``-dirty`` when tracked files differ), or ``unknown``."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("-dirty" if dirty else "")
@@ -88,8 +103,14 @@ def machine() -> dict[str, Any]:
 
     from lib.env_check import cpu_model
 
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 def _run_summary(run_dir: Path) -> dict[str, Any]:
@@ -100,20 +121,40 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
     metrics_path = run_dir / "metrics.json"
     if metrics_path.is_file():
         m = json.loads(metrics_path.read_text())
-        return {"finished": True, "config": m["config"], "train_preset": m["train_preset"],
-                "model_preset": m["model_preset"], "seed": m["seed"], "steps": m["steps"], "batch_size": m["batch_size"],
-                "train_wall_time_s": m["train_wall_time_s"], "train_clips": m["train_bank"]["clips"],
-                "heldout": m["heldout"]}
+        return {
+            "finished": True,
+            "config": m["config"],
+            "train_preset": m["train_preset"],
+            "model_preset": m["model_preset"],
+            "seed": m["seed"],
+            "steps": m["steps"],
+            "batch_size": m["batch_size"],
+            "train_wall_time_s": m["train_wall_time_s"],
+            "train_clips": m["train_bank"]["clips"],
+            "heldout": m["heldout"],
+        }
     state_path = run_dir / "train_state.pt"
     if not state_path.is_file():
-        raise StandinError(run_dir, "holds no pretraining run (no metrics.json, no train_state.pt)",
-                           "train one: python -m lib.vae train --preset pretrain --out " + str(run_dir))
+        raise StandinError(
+            run_dir,
+            "holds no pretraining run (no metrics.json, no train_state.pt)",
+            "train one: python -m lib.vae train --preset pretrain --out " + str(run_dir),
+        )
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     cfg = state["config"]
-    return {"finished": False, "config": cfg, "train_preset": cfg["preset"]["name"],
-            "model_preset": cfg["preset"]["model_preset"], "seed": cfg["seed"], "steps": int(state["step"]),
-            "planned_steps": cfg["preset"]["steps"], "batch_size": cfg["preset"]["batch_size"],
-            "train_wall_time_s": round(float(state["elapsed_s"]), 2), "train_clips": None, "heldout": None}
+    return {
+        "finished": False,
+        "config": cfg,
+        "train_preset": cfg["preset"]["name"],
+        "model_preset": cfg["preset"]["model_preset"],
+        "seed": cfg["seed"],
+        "steps": int(state["step"]),
+        "planned_steps": cfg["preset"]["steps"],
+        "batch_size": cfg["preset"]["batch_size"],
+        "train_wall_time_s": round(float(state["elapsed_s"]), 2),
+        "train_clips": None,
+        "heldout": None,
+    }
 
 
 def provenance(run_dir: Path, *, command: str) -> dict[str, Any]:
@@ -130,10 +171,16 @@ def provenance(run_dir: Path, *, command: str) -> dict[str, Any]:
         "train_preset": run["train_preset"],
         "model_preset": run["model_preset"],
         "seed": run["seed"],
-        "data": {"pool_generator": pool_manifest["generator"], "pool_generator_version": pool_manifest["generator_version"],
-                 "pool_preset": pool_manifest["preset"]["name"], "pool_seed": pool_manifest["seed"],
-                 "pool_videos": pool_manifest["num_videos"], "natural_footage": cfg["preset"]["natural_repeats"] > 0,
-                 "train_clips": run["train_clips"], "eval_root": Path(cfg["eval_root"]).name},
+        "data": {
+            "pool_generator": pool_manifest["generator"],
+            "pool_generator_version": pool_manifest["generator_version"],
+            "pool_preset": pool_manifest["preset"]["name"],
+            "pool_seed": pool_manifest["seed"],
+            "pool_videos": pool_manifest["num_videos"],
+            "natural_footage": cfg["preset"]["natural_repeats"] > 0,
+            "train_clips": run["train_clips"],
+            "eval_root": Path(cfg["eval_root"]).name,
+        },
         "steps": run["steps"],
         **({"planned_steps": run["planned_steps"]} if not run["finished"] else {}),
         "batch_size": run["batch_size"],
@@ -143,8 +190,9 @@ def provenance(run_dir: Path, *, command: str) -> dict[str, Any]:
     }
 
 
-def export_standin(run_dir: str | Path, *, command: str, out: Path = STANDIN_FILE, record: Path = STANDIN_RECORD,
-                   progress: bool = True) -> dict[str, Any]:
+def export_standin(
+    run_dir: str | Path, *, command: str, out: Path = STANDIN_FILE, record: Path = STANDIN_RECORD, progress: bool = True
+) -> dict[str, Any]:
     """Write the stand-in from a finished pretraining run: fp16 weights, probe figures measured on
     that fp16 file, provenance in its metadata, and the sha256 record. Returns the record."""
     import torch
@@ -161,24 +209,38 @@ def export_standin(run_dir: str | Path, *, command: str, out: Path = STANDIN_FIL
     save_reducio(vae, draft, dtype=torch.float16, extra={"training": training})
     quality = probe_vae(draft, progress=progress)
     info["quality"] = quality
-    save_reducio(load_reducio(str(draft), device="cpu"), out, dtype=torch.float16,
-                 extra={"training": training, "standin": info})
+    save_reducio(
+        load_reducio(str(draft), device="cpu"), out, dtype=torch.float16, extra={"training": training, "standin": info}
+    )
     draft.unlink(missing_ok=True)
-    entry = {"file": out.name, "sha256": file_sha256(out), "bytes": out.stat().st_size, "version": STANDIN_VERSION,
-             **info}
+    entry = {
+        "file": out.name,
+        "sha256": file_sha256(out),
+        "bytes": out.stat().st_size,
+        "version": STANDIN_VERSION,
+        **info,
+    }
     atomic_write_text(record, json.dumps(entry, indent=2) + "\n")
     return entry
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lib.vae standin",
-                                     description="Export a finished pretraining run as the shipped stand-in VAE "
-                                                 f"({STANDIN_FILE.relative_to(REPO_ROOT)}), with probe figures and "
-                                                 "provenance; or check the shipped file (--check).")
-    parser.add_argument("--run", type=Path, default=None, help="the pretraining run folder (python -m lib.vae train "
-                                                               "--preset pretrain --out RUN)")
+    parser = argparse.ArgumentParser(
+        prog="python -m lib.vae standin",
+        description="Export a finished pretraining run as the shipped stand-in VAE "
+        f"({STANDIN_FILE.relative_to(REPO_ROOT)}), with probe figures and "
+        "provenance; or check the shipped file (--check).",
+    )
+    parser.add_argument(
+        "--run",
+        type=Path,
+        default=None,
+        help="the pretraining run folder (python -m lib.vae train --preset pretrain --out RUN)",
+    )
     parser.add_argument("--command", default="make vae", help="the command recorded as the file's origin")
-    parser.add_argument("--check", action="store_true", help="only verify the shipped file's sha256 and print its record")
+    parser.add_argument(
+        "--check", action="store_true", help="only verify the shipped file's sha256 and print its record"
+    )
     args = parser.parse_args(argv)
     try:
         if args.check or args.run is None:

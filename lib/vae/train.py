@@ -82,10 +82,31 @@ from lib.vae.train_step import build_model, build_optimizer, train_step
 
 # The names scripts, tests and lib.vae.local use from this module (the command's namespace).
 __all__ = [
-    "BLUR_BASELINE_SIGMA", "HISTORY_COLUMNS", "HISTORY_NAME", "LOCAL_LOSS", "METRICS_NAME", "PRESETS", "STATE_NAME",
-    "WEIGHTS_NAME", "RunConfig", "TrainPreset", "TrainStateError", "build_model", "build_optimizer", "build_parser",
-    "capture_rng_state", "config_from_args", "ema_decay_at", "evaluate", "export_weights", "load_train_state",
-    "lr_at", "main", "restore_rng_state", "run", "train_step",
+    "BLUR_BASELINE_SIGMA",
+    "HISTORY_COLUMNS",
+    "HISTORY_NAME",
+    "LOCAL_LOSS",
+    "METRICS_NAME",
+    "PRESETS",
+    "STATE_NAME",
+    "WEIGHTS_NAME",
+    "RunConfig",
+    "TrainPreset",
+    "TrainStateError",
+    "build_model",
+    "build_optimizer",
+    "build_parser",
+    "capture_rng_state",
+    "config_from_args",
+    "ema_decay_at",
+    "evaluate",
+    "export_weights",
+    "load_train_state",
+    "lr_at",
+    "main",
+    "restore_rng_state",
+    "run",
+    "train_step",
 ]
 
 
@@ -102,14 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lib.vae train",
         description="Train a reduced-width Reducio-VAE on a UCF101-layout dataset's training split (fold's train "
-                    "list minus the group-disjoint validation groups); resumable (rerun the same command).",
+        "list minus the group-disjoint validation groups); resumable (rerun the same command).",
     )
-    parser.add_argument("--data", type=Path, default=None,
-                        help="dataset root (UCF-101/ + ucfTrainTestlist/); default: the embedded synthetic dataset of "
-                             "the same preset name, generated if missing")
-    parser.add_argument("--eval-data", type=Path, default=None,
-                        help="pool presets: the labelled dataset whose validation split gives the held-out metrics "
-                             "(default: the embedded default dataset)")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="dataset root (UCF-101/ + ucfTrainTestlist/); default: the embedded synthetic dataset of "
+        "the same preset name, generated if missing",
+    )
+    parser.add_argument(
+        "--eval-data",
+        type=Path,
+        default=None,
+        help="pool presets: the labelled dataset whose validation split gives the held-out metrics "
+        "(default: the embedded default dataset)",
+    )
     parser.add_argument("--preset", default="default", choices=sorted(PRESETS), help="training preset")
     parser.add_argument("--out", type=Path, required=True, help="output folder (created; resumed if it holds a run)")
     parser.add_argument("--seed", type=int, default=0, help="seed of init, data order, crops and posterior noise")
@@ -136,21 +165,41 @@ def build_parser() -> argparse.ArgumentParser:
     over.add_argument("--kl-weight", type=float, default=None)
     over.add_argument("--shift-weight", type=float, default=None, help="auxiliary global-shift term (px)")
     over.add_argument("--pyramid-weight", type=float, default=None, help="L1 of 2x/4x/8x pooled frames")
-    over.add_argument("--motion-weight", type=float, default=None,
-                      help="L1 (px) of the displacement field against the pool's ground truth")
-    over.add_argument("--mse-scope", choices=("all", "head"), default=None,
-                      help="the MSE term trains the whole model or only the decoder's conv_out")
+    over.add_argument(
+        "--motion-weight",
+        type=float,
+        default=None,
+        help="L1 (px) of the displacement field against the pool's ground truth",
+    )
+    over.add_argument(
+        "--mse-scope",
+        choices=("all", "head"),
+        default=None,
+        help="the MSE term trains the whole model or only the decoder's conv_out",
+    )
     over.add_argument("--no-hflip", action="store_true", help="disable random horizontal flips")
     over.add_argument("--no-color-aug", action="store_true", help="disable random channel permutation/negatives")
-    over.add_argument("--precision", choices=("bf16", "fp32"), default=None,
-                      help="training forward under bfloat16 autocast or in float32")
+    over.add_argument(
+        "--precision",
+        choices=("bf16", "fp32"),
+        default=None,
+        help="training forward under bfloat16 autocast or in float32",
+    )
     run_opts = parser.add_argument_group("this invocation only (not part of the run's identity)")
     run_opts.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
     run_opts.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    run_opts.add_argument("--stop-after", type=int, default=None,
-                          help="checkpoint and exit after this many steps (resume by rerunning without it)")
-    run_opts.add_argument("--time-limit", type=float, default=None,
-                          help="checkpoint and exit after this many seconds of training (resumable)")
+    run_opts.add_argument(
+        "--stop-after",
+        type=int,
+        default=None,
+        help="checkpoint and exit after this many steps (resume by rerunning without it)",
+    )
+    run_opts.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        help="checkpoint and exit after this many seconds of training (resumable)",
+    )
     run_opts.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
@@ -159,11 +208,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     """The run's :class:`RunConfig` from parsed arguments (preset + overrides + data root)."""
     preset = PRESETS[args.preset]
     changes: dict[str, Any] = {}
-    for arg, name in (("model_preset", "model_preset"), ("steps", "steps"), ("batch_size", "batch_size"),
-                      ("lr", "lr"), ("warmup_steps", "warmup_steps"), ("checkpoint_every", "checkpoint_every"),
-                      ("bank_size", "bank_size"), ("crop", "crop"), ("val_clips", "val_clips"),
-                      ("probe_clips", "probe_clips"), ("out_lr_scale", "out_lr_scale"),
-                      ("ema_decay", "ema_decay")):
+    for arg, name in (
+        ("model_preset", "model_preset"),
+        ("steps", "steps"),
+        ("batch_size", "batch_size"),
+        ("lr", "lr"),
+        ("warmup_steps", "warmup_steps"),
+        ("checkpoint_every", "checkpoint_every"),
+        ("bank_size", "bank_size"),
+        ("crop", "crop"),
+        ("val_clips", "val_clips"),
+        ("probe_clips", "probe_clips"),
+        ("out_lr_scale", "out_lr_scale"),
+        ("ema_decay", "ema_decay"),
+    ):
         if getattr(args, arg) is not None:
             changes[name] = getattr(args, arg)
     if args.mse_scope is not None:
@@ -174,8 +232,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         changes["color_aug"] = False
     if args.precision is not None:
         changes["bf16"] = args.precision == "bf16"
-    loss_changes = {k: getattr(args, f"{k}_weight") for k in ("l1", "mse", "ssim", "grad", "kl", "shift", "pyramid", "motion")
-                    if getattr(args, f"{k}_weight") is not None}
+    loss_changes = {
+        k: getattr(args, f"{k}_weight")
+        for k in ("l1", "mse", "ssim", "grad", "kl", "shift", "pyramid", "motion")
+        if getattr(args, f"{k}_weight") is not None
+    }
     if loss_changes:
         changes["loss"] = replace(preset.loss, **loss_changes)
     if changes.get("warmup_steps") is None and "steps" in changes:
@@ -183,20 +244,39 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     preset = replace(preset, **changes)
     if preset.data == "pool":
         smoke = preset.name.endswith("smoke")
-        pool_root = (args.data.expanduser().resolve() if args.data is not None
-                     else ensure_pool("pretrain_smoke" if smoke else "pretrain", progress=not args.no_progress))
-        eval_root = (args.eval_data.expanduser().resolve() if args.eval_data is not None
-                     else ensure_synthetic("smoke" if smoke else "default", progress=not args.no_progress))
-        return RunConfig(preset=preset, seed=args.seed, data_root=str(pool_root), fold=args.fold,
-                         val_fraction=args.val_fraction, val_seed=args.val_seed, eval_root=str(eval_root))
+        pool_root = (
+            args.data.expanduser().resolve()
+            if args.data is not None
+            else ensure_pool("pretrain_smoke" if smoke else "pretrain", progress=not args.no_progress)
+        )
+        eval_root = (
+            args.eval_data.expanduser().resolve()
+            if args.eval_data is not None
+            else ensure_synthetic("smoke" if smoke else "default", progress=not args.no_progress)
+        )
+        return RunConfig(
+            preset=preset,
+            seed=args.seed,
+            data_root=str(pool_root),
+            fold=args.fold,
+            val_fraction=args.val_fraction,
+            val_seed=args.val_seed,
+            eval_root=str(eval_root),
+        )
     if args.data is None:
         if args.preset not in SYNTH_PRESETS:
             raise ValueError(f"no embedded synthetic dataset named {args.preset!r}; pass --data")
         data_root = ensure_synthetic(args.preset, seed=0, progress=not args.no_progress)
     else:
         data_root = args.data.expanduser().resolve()
-    return RunConfig(preset=preset, seed=args.seed, data_root=str(data_root), fold=args.fold,
-                     val_fraction=args.val_fraction, val_seed=args.val_seed)
+    return RunConfig(
+        preset=preset,
+        seed=args.seed,
+        data_root=str(data_root),
+        fold=args.fold,
+        val_fraction=args.val_fraction,
+        val_seed=args.val_seed,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,14 +290,28 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     try:
-        result = run(cfg, args.out.expanduser().resolve(), workers=args.workers, progress=not args.no_progress,
-                     stop_after=args.stop_after, time_limit=args.time_limit)
+        result = run(
+            cfg,
+            args.out.expanduser().resolve(),
+            workers=args.workers,
+            progress=not args.no_progress,
+            stop_after=args.stop_after,
+            time_limit=args.time_limit,
+        )
     except (DataError, TrainStateError) as err:  # anything else is a bug: keep its traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
     if result["status"] == "complete":
-        print(json.dumps({"out": str(args.out), **result["metrics"]["heldout"],
-                          "steps": result["step"], "train_wall_time_s": result["metrics"]["train_wall_time_s"]}))
+        print(
+            json.dumps(
+                {
+                    "out": str(args.out),
+                    **result["metrics"]["heldout"],
+                    "steps": result["step"],
+                    "train_wall_time_s": result["metrics"]["train_wall_time_s"],
+                }
+            )
+        )
     return 0
 
 
