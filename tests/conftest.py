@@ -61,7 +61,8 @@ def tiny_study(tmp_path_factory: pytest.TempPathFactory, study_vae: tuple[str, s
     vae_source, cache_name = study_vae
     root = tmp_path_factory.mktemp("tiny_study")
     params = root / "tiny.yaml"
-    params.write_text(f"02_latent_cache: {{vae_source: '{vae_source}', cache_name: {cache_name}, projection_points: 200}}\n"
+    params.write_text(f"02_latent_cache: {{vae_source: '{vae_source}', cache_name: {cache_name}, "
+                      "projection_points: 200}\n"
                       f"03_lstm: {{cache_name: {cache_name}, models: [lstm_paper], epochs: 1}}\n"
                       f"07_compare: {{cache_name: {cache_name}}}\n")
     with pytest.MonkeyPatch.context() as patch:
