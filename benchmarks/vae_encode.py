@@ -168,7 +168,8 @@ def main() -> None:
     print(f"encode of {args.batch} clip(s) of {args.size} per call, {args.warmup} warm-up + {args.reps} timed call(s), "
           f"{device} {str(dtype).removeprefix('torch.')}{' autocast' if dtype != torch.float32 else ''}\n")
     mem_head = "GPU peak alloc (MiB)" if device == "cuda" else "peak RSS (MiB) | RSS increase in encode (MiB)"
-    print(f"| config | encoder params (M) | latent (C,T,H,W) | GFLOP/clip | s/clip | clips/s | achieved GFLOP/s | threads | {mem_head} |")
+    print("| config | encoder params (M) | latent (C,T,H,W) | GFLOP/clip | s/clip | clips/s | achieved GFLOP/s "
+          f"| threads | {mem_head} |")
     print("|---|---|---|---|---|---|---|---|" + ("---|" if device == "cuda" else "---|---|"))
     for config in args.configs.split(","):
         flops, params, latent = flops_per_clip(config, size)

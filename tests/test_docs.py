@@ -29,8 +29,6 @@ PROCESS_WORDS: tuple[str, ...] = (
     r"\bhelper\b",
     r"\bthis commit\b",
 )
-# rewritten separately: their experiment history moves to docs/results.md in that rewrite
-LIB_SCAN_EXCLUDED: frozenset[str] = frozenset({"lib/vae/train.py", "lib/vae/losses.py"})
 
 _LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _FENCE = re.compile(r"^(```|~~~).*?^\1[ \t]*$", re.MULTILINE | re.DOTALL)
@@ -105,8 +103,7 @@ def test_the_two_commands_are_makefile_targets_and_ci_runs_the_test_command() ->
 
 def prose_files() -> list[Path]:
     """README, docs pages, params files, lib/ sources (minus the excluded ones) and notebooks."""
-    lib_files = [p for p in sorted((REPO_ROOT / "lib").rglob("*.py"))
-                 if p.relative_to(REPO_ROOT).as_posix() not in LIB_SCAN_EXCLUDED]
+    lib_files = sorted((REPO_ROOT / "lib").rglob("*.py"))
     return [*markdown_files(), *sorted((REPO_ROOT / "params").glob("*.yaml")), *lib_files,
             *sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))]
 

@@ -183,7 +183,7 @@ def parse_metadata(path: Path, raw: Mapping[str, str]) -> dict[str, Any] | None:
         raise CorruptCheckpointError(
             path,
             f"metadata key {METADATA_KEY!r} lacks 'params' (dict) or 'parts' ({'|'.join(PARTS)})",
-            "re-create the file with python -m lib.vae convert (or lib.vae.loading.save_reducio)",
+            "re-create the file with python -m lib.vae convert (or lib.vae.saving.save_reducio)",
         )
     return meta
 

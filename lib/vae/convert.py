@@ -10,7 +10,7 @@ against the config while loading; ``loss.*`` and, for ``--parts encoder``, decod
 dropped), floating tensors cast to ``--dtype``, and under the metadata key
 :data:`lib.vae.loading.METADATA_KEY` a JSON object with the official ``model.params``, ``parts``,
 ``dtype``, ``preset``, the source file name and the SHA-256 of the source file (layout in
-:func:`lib.vae.loading.build_metadata`). The file is written to a temporary name in the
+:func:`lib.vae.saving.build_metadata`). The file is written to a temporary name in the
 destination folder and renamed, so an interrupted run never leaves a partial file behind.
 
 Usage::

@@ -7,7 +7,7 @@ unlabelled pool of :mod:`lib.data.synth_pool` plus real natural footage
 (:mod:`lib.data.natural`), never on the labelled dataset the classifiers use.
 
 - ``lib/vae/weights/reducio-standin-v1.safetensors``: fp16 weights + config in the metadata, as
-  :func:`lib.vae.loading.save_reducio` writes them; the metadata's ``standin`` entry holds the
+  :func:`lib.vae.saving.save_reducio` writes them; the metadata's ``standin`` entry holds the
   provenance (command, commit, pool preset and seed, steps, wall time, machine) and the quality
   figures of :func:`lib.vae.probe.probe_vae` measured on this very file.
 - ``lib/vae/weights/reducio-standin-v1.json``: the file's sha256 and the same provenance,

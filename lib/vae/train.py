@@ -145,6 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fold", type=int, default=1, choices=(1, 2, 3))
     parser.add_argument("--val-fraction", type=float, default=0.1, help="groups held out of the train list")
     parser.add_argument("--val-seed", type=int, default=0, help="seed of the validation-group draw")
+    _add_preset_overrides(parser)
+    _add_invocation_options(parser)
+    return parser
+
+
+def _add_preset_overrides(parser: argparse.ArgumentParser) -> None:
     over = parser.add_argument_group("preset overrides (they change the run's identity: resume needs the same)")
     over.add_argument("--model-preset", default=None, help="lib.vae.presets name (widths)")
     over.add_argument("--steps", type=int, default=None)
@@ -185,6 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="training forward under bfloat16 autocast or in float32",
     )
+
+
+def _add_invocation_options(parser: argparse.ArgumentParser) -> None:
     run_opts = parser.add_argument_group("this invocation only (not part of the run's identity)")
     run_opts.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
     run_opts.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -201,7 +210,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint and exit after this many seconds of training (resumable)",
     )
     run_opts.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
