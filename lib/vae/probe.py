@@ -58,6 +58,16 @@ class ProbeResult:
         }
 
 
+def _portable(path: str | Path) -> str:
+    """``path`` relative to the repository when inside it (a record must not name one machine's folders)."""
+    from lib.paths import REPO_ROOT
+
+    try:
+        return Path(path).resolve().relative_to(REPO_ROOT.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def linear_probe(
     train_x: torch.Tensor,
     train_y: torch.Tensor,
@@ -160,7 +170,7 @@ def probe_vae(
             f"L2 {PROBE_L2}, L-BFGS float64",
             "clips": "one centre clip per video",
             "latent": "posterior mean, float32",
-            "data_root": str(data_root),
+            "data_root": _portable(data_root),
             "fold": fold,
             "val_fraction": val_fraction,
             "val_seed": val_seed,
