@@ -38,11 +38,13 @@ test-fast: $(STAMP)
 data: $(STAMP)
 	$(BIN)/python -m lib.data synth --out data/synth_default --preset default --seed 0
 
-## Regenerate the shipped stand-in VAE (lib/vae/weights/): pretraining on the unlabelled pool,
-## resumable (rerun to continue), then export with probe figures and provenance. Hours on a CPU.
+## Regenerate the shipped stand-in VAE (lib/vae/weights/): the pretrain run on the unlabelled pool
+## up to step VAE_STEPS (the shipped file's checkpoint; resumable: rerun to continue), then export
+## with probe figures and provenance. About 1 h on one CPU thread, plus ~10 min for the probe.
 VAE_RUN ?= checkpoints/pretrain-seed0
+VAE_STEPS ?= 750
 vae: $(STAMP)
-	$(BIN)/python -m lib.vae train --preset pretrain --out $(VAE_RUN) --threads 1
+	$(BIN)/python -m lib.vae train --preset pretrain --out $(VAE_RUN) --threads 1 --until-step $(VAE_STEPS)
 	$(BIN)/python -m lib.vae standin --run $(VAE_RUN) --command "make vae"
 
 ## Rehearse the UCF101 path (params/ucf101_reducio.yaml's notebooks and settings) on this CPU:

@@ -351,3 +351,18 @@ def test_local_presets_train_with_the_mse_term() -> None:
         weights = PRESETS[name].loss
         assert weights.mse > 0 and weights.l1 > 0 and (weights.ssim > 0 or weights.grad > 0) and weights.shift == 0
         assert PRESETS[name].mse_head_only  # MSE on the whole model cost the latents class information
+
+
+@pytest.mark.slow
+def test_until_step_stops_at_that_step_however_many_invocations(smoke_root: Path, uninterrupted: Path,
+                                                                tmp_path: Path) -> None:
+    out = tmp_path / "until"
+    assert _cli(smoke_root, out, "--stop-after", "1") == 0  # a first invocation ends at step 1
+    assert _cli(smoke_root, out, "--until-step", "3") == 0  # the next runs steps 2-3, not 3 more
+    state = torch.load(out / STATE_NAME, weights_only=True)
+    assert state["step"] == 3 and not (out / METRICS_NAME).exists()
+    before = (out / STATE_NAME).stat().st_mtime_ns
+    assert _cli(smoke_root, out, "--until-step", "3") == 0  # already there: nothing retrained
+    assert (out / STATE_NAME).stat().st_mtime_ns == before
+    full = torch.load(uninterrupted / STATE_NAME, weights_only=True)
+    assert full["step"] == 4 and full["model"].keys() == state["model"].keys()

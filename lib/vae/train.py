@@ -209,6 +209,12 @@ def _add_invocation_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="checkpoint and exit after this many seconds of training (resumable)",
     )
+    run_opts.add_argument(
+        "--until-step",
+        type=int,
+        default=None,
+        help="checkpoint and exit once the run reaches this step (resumable; a rerun past it does nothing)",
+    )
     run_opts.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -305,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             progress=not args.no_progress,
             stop_after=args.stop_after,
             time_limit=args.time_limit,
+            until_step=args.until_step,
         )
     except (DataError, TrainStateError) as err:  # anything else is a bug: keep its traceback
         print(f"error: {err}", file=sys.stderr)

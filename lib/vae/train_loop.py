@@ -140,12 +140,15 @@ class _Training:
 
 
 def run(cfg: RunConfig, out: Path, *, workers: int | None = None, progress: bool = True, stop_after: int | None = None,
-        time_limit: float | None = None, log: Log = _stderr) -> dict[str, Any]:
+        time_limit: float | None = None, until_step: int | None = None, log: Log = _stderr) -> dict[str, Any]:
     """Train (or resume, or finish) the run ``cfg`` in ``out``; return its status.
 
     ``stop_after``: optimizer steps to run in THIS invocation before checkpointing and returning
     (as if the job had been killed right after that checkpoint; for preemptible jobs and tests).
     ``time_limit``: the same after this many seconds of training in this invocation.
+    ``until_step``: checkpoint and return once the run has reached this step, however many
+    invocations that takes (a rerun at or past it returns at once). The shipped stand-in is a
+    checkpoint of the ``pretrain`` run taken this way (``make vae``).
     Returns ``{"status": "complete"|"stopped", "step": ..., "metrics": {...} (when complete)}``.
     """
     out = Path(out)
@@ -158,13 +161,16 @@ def run(cfg: RunConfig, out: Path, *, workers: int | None = None, progress: bool
             log(f"{out}: run already complete ({state['step']} steps); nothing to do")
             return {"status": "complete", "step": state["step"],
                     "metrics": json.loads((out / METRICS_NAME).read_text())}
+        if until_step is not None and state["step"] >= until_step:
+            log(f"{out}: run at step {state['step']} (>= {until_step}); nothing to do")
+            return {"status": "stopped", "step": state["step"]}
     seed_everything(cfg.seed)
     banks = load_banks(cfg, workers=workers, progress=progress)
     log(f"train bank: {bank_summary(banks.train)}; val bank: {bank_summary(banks.val)}; "
         f"decoded in {banks.seconds:.1f} s; groups {banks.groups}")
     training = _start(cfg, out, banks, state, log)
     start_step = training.step
-    if _train(training, progress=progress, stop_after=stop_after, time_limit=time_limit):
+    if _train(training, progress=progress, stop_after=stop_after, time_limit=time_limit, until_step=until_step):
         return {"status": "stopped", "step": training.step}
     if training.step == start_step:
         # Nothing trained in this invocation (the state was final, metrics missing): make sure the
@@ -200,9 +206,10 @@ def _start(cfg: RunConfig, out: Path, banks: Banks, state: dict[str, Any] | None
                      logged=last_logged_step(out / HISTORY_NAME))
 
 
-def _train(t: _Training, *, progress: bool, stop_after: int | None, time_limit: float | None) -> bool:
+def _train(t: _Training, *, progress: bool, stop_after: int | None, time_limit: float | None,
+           until_step: int | None = None) -> bool:
     """Optimizer steps until the preset's last one, checkpointing every ``checkpoint_every``;
-    True when ``stop_after`` / ``time_limit`` stopped the run early (checkpoint written)."""
+    True when ``stop_after`` / ``time_limit`` / ``until_step`` stopped the run early (checkpoint written)."""
     p = t.cfg.preset
     start_step, run_start = t.step, time.perf_counter()
     with tqdm(total=p.steps, initial=t.step, unit="step", desc=f"train {p.name}", disable=not progress) as bar:
@@ -212,7 +219,8 @@ def _train(t: _Training, *, progress: bool, stop_after: int | None, time_limit: 
             bar.set_postfix(loss=f"{terms['loss']:.4f}", l1=f"{terms['l1']:.4f}", clips_s=f"{rate:.2f}")
             bar.update()
             stop = (stop_after is not None and t.step - start_step >= stop_after) or (
-                time_limit is not None and time.perf_counter() - run_start >= time_limit)
+                time_limit is not None and time.perf_counter() - run_start >= time_limit) or (
+                until_step is not None and t.step >= until_step)
             if t.step % p.checkpoint_every == 0 or t.step == p.steps or stop:
                 _checkpoint(t)
             if stop and t.step < p.steps:
