@@ -40,9 +40,9 @@ data: $(STAMP)
 
 ## Regenerate the shipped stand-in VAE (lib/vae/weights/): the pretrain run on the unlabelled pool
 ## up to step VAE_STEPS (the shipped file's checkpoint; resumable: rerun to continue), then export
-## with probe figures and provenance. About 1 h on one CPU thread, plus ~10 min for the probe.
+## with probe figures and provenance. About 20 min on one CPU thread, plus ~10 min for the probe.
 VAE_RUN ?= checkpoints/pretrain-seed0
-VAE_STEPS ?= 750
+VAE_STEPS ?= 250
 vae: $(STAMP)
 	$(BIN)/python -m lib.vae train --preset pretrain --out $(VAE_RUN) --threads 1 --until-step $(VAE_STEPS)
 	$(BIN)/python -m lib.vae standin --run $(VAE_RUN) --command "make vae"
