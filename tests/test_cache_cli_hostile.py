@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -126,6 +127,34 @@ def test_videos_claimed_by_another_live_build_are_left_to_it(val_cache: Path, sm
     assert second.videos_this_run == 2 and second.complete
     assert content(out) == content(val_cache) and not (out / "claims").exists()
     assert not claim_path(out, videos[0]).exists()
+
+
+@pytest.mark.slow
+def test_a_waiting_build_finishes_the_videos_of_a_build_that_died(val_cache: Path, smoke_root: Path,
+                                                                   smoke_vae: Path, tmp_path: Path) -> None:
+    out = tmp_path / "waiting"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+    owner = ClaimOwner(socket.gethostname(), other.pid, "other-build")
+    videos = [j.video_id for j in make_plan(smoke_root, splits=("val",)).videos]
+    for video_id in videos[:2]:
+        assert try_claim(out, video_id, owner)
+    def die() -> None:  # the other build dies (and is reaped: a zombie's pid still looks alive)
+        other.kill()
+        other.wait()
+
+    killer = threading.Timer(3.0, die)  # while this build waits for it
+    killer.start()
+    start = time.perf_counter()
+    try:
+        summary = build_cache(CacheSpec(data_root=smoke_root, vae_source=str(smoke_vae), **VAL), out,
+                              replace(OPTIONS, wait_for_others=True))
+    finally:
+        killer.cancel()
+        other.kill()
+        other.wait()
+    assert time.perf_counter() - start >= 3.0  # it waited instead of returning unfinished
+    assert summary.complete and summary.videos_this_run == len(videos)
+    assert content(out) == content(val_cache) and not (out / "claims").exists()
 
 
 @pytest.mark.slow

@@ -31,6 +31,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,7 +40,7 @@ from typing import Any
 
 import torch
 
-from lib.cache.claims import ClaimOwner
+from lib.cache.claims import ClaimOwner, held_by_other
 from lib.cache.decode import DecodeSettings
 from lib.cache.encoders import make_encoder
 from lib.cache.errors import CacheError, StaleCacheError
@@ -143,7 +145,6 @@ def _build(cache_dir: Path, spec: CacheSpec, options: BuildOptions, *, dev: torc
         jobs = plan.shard(options.shard_index, options.num_shards)
         if options.retry_failed:
             summary.retried_failures += sum(1 for job in jobs if failure_path(target, job.video_id).is_file())
-        pending = [job for job in jobs if not is_done(target, job, khash, options.retry_failed)]
         where = options.preprocess if options.preprocess != "auto" else ("workers" if dev.type == "cpu" else "device")
         settings = DecodeSettings(spec=spec.clip_spec, mode=spec.clip_mode, clip_seed=spec.clip_seed,
                                   spatial=spatial if where == "workers" else None, max_part_bytes=MAX_PART_BYTES,
@@ -152,7 +153,9 @@ def _build(cache_dir: Path, spec: CacheSpec, options: BuildOptions, *, dev: torc
                               storage=STORAGE_DTYPES[spec.storage_dtype], sample_seed=spec.sample_seed,
                               progress=options.progress, threads=torch.get_num_threads(),
                               owner=ClaimOwner.this_process())
-        run_shard(target, pending, settings, spatial, encoder, summary, shard)
+        _encode_until_done(target, jobs, lambda pending: run_shard(target, pending, settings, spatial, encoder,
+                                                                   summary, shard),
+                           khash=khash, options=options, summary=summary, owner=shard.owner)
         _finish_shards(target, plan, dist_env, merge=options.merge)
     if target != cache_dir and (target / INDEX_NAME).is_file():
         swap_in(cache_dir, target)
@@ -225,6 +228,39 @@ def _finished_and_current(target: Path, plan: CachePlan, khash: str, options: Bu
         summary.notes.append(f"{BUILD_STATS_NAME} was missing or incomplete: cost figures summed again from the "
                              "entries")
     return True
+
+
+# How often a build polls for videos another build on the same folder holds.
+CLAIM_POLL_S = 1.0
+
+
+def _encode_until_done(target: Path, jobs: list[Any], encode: Callable[[list[Any]], None], *, khash: str,
+                       options: BuildOptions, summary: BuildSummary, owner: ClaimOwner) -> None:
+    """Encode the shard's videos that are not done; wait for those another live build holds, and
+    take over the ones whose build died, so that the build returns with every video of its shard
+    done (or the other build's merged index in place) instead of a half-finished cache."""
+    waiting_logged, attempted, retry_failed = False, set(), options.retry_failed
+    while not (target / INDEX_NAME).is_file():
+        first_round = not attempted
+        pending = [job for job in jobs if not is_done(target, job, khash, retry_failed)]
+        retry_failed = False  # a failure recorded in this build is final for it
+        # the first round hands every pending video to the encoder, which skips (and counts) the held ones
+        mine = pending if first_round else [job for job in pending if job.video_id not in attempted
+                                            and not held_by_other(target, job.video_id, owner)]
+        if mine:
+            attempted.update(job.video_id for job in mine)
+            encode(mine)
+            if not options.wait_for_others:
+                return
+            # a video another build claimed first was skipped, not attempted: retaken if that build dies
+            attempted.difference_update(job.video_id for job in mine if held_by_other(target, job.video_id, owner))
+            continue
+        if not any(held_by_other(target, job.video_id, owner) for job in pending):
+            return  # nothing left that this build could do or wait for
+        if not waiting_logged:
+            log.info("%s: waiting for another build on this folder (%d video(s) it holds)", target, len(pending))
+            waiting_logged = True
+        time.sleep(CLAIM_POLL_S)
 
 
 def _build_stats_complete(cache_dir: Path) -> bool:

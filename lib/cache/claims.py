@@ -103,6 +103,19 @@ def try_claim(cache_dir: Path, video_id: str, owner: ClaimOwner) -> bool:
     return True
 
 
+def held_by_other(cache_dir: Path, video_id: str, owner: ClaimOwner) -> bool:
+    """Whether a live build other than ``owner`` holds the video's claim."""
+    path = claim_path(cache_dir, video_id)
+    record = _read(path)
+    if record is None or record.get("token") == owner.token:
+        return False
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return not _is_stale(record, age)
+
+
 def release(cache_dir: Path, video_id: str, owner: ClaimOwner) -> None:
     """Delete ``owner``'s claim of a video (another owner's claim is left alone)."""
     path = claim_path(cache_dir, video_id)

@@ -58,9 +58,11 @@ FIX_STUDY_STALE = ("set the notebook parameter cache_name to a new name (the cac
 
 
 def _study_build(build: Any, spec: CacheSpec, out_dir: Path, options: BuildOptions) -> Any:
-    """``build(spec, out_dir, options)``; a stale cache's error says which notebook parameters fix it."""
+    """``build(spec, out_dir, options)``, waiting for another build of the same cache (a second
+    notebook or a CLI build beside it) rather than returning it unfinished; a stale cache's
+    error says which notebook parameters fix it."""
     try:
-        return build(spec, out_dir, options)
+        return build(spec, out_dir, replace(options, wait_for_others=True))
     except StaleCacheError as err:
         raise StaleCacheError(out_dir, err.reason, FIX_STUDY_STALE, differences=err.differences) from err
 

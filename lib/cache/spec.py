@@ -95,7 +95,10 @@ class BuildOptions:
     (:mod:`lib.cache.replace`); otherwise that is a StaleCacheError naming the differences.
     ``content_hash``: also record each source video's SHA-256, so a copied or touched file is
     recognised as unchanged and ``verify --sources`` checks content. ``merge``: pack the cache
-    once every shard is done. ``progress``: show a progress bar.
+    once every shard is done. ``progress``: show a progress bar. ``wait_for_others``: wait for the
+    videos another live build on the same folder holds (taking over those whose build dies), so
+    the build returns with the cache finished; otherwise they are left to it and the build
+    returns unfinished (the notebooks wait; the CLI leaves them, saying so).
     """
 
     batch_size: int = 8
@@ -110,6 +113,7 @@ class BuildOptions:
     content_hash: bool = False
     merge: bool = True
     progress: bool = True
+    wait_for_others: bool = False
 
 
 DEFAULT_BUILD_OPTIONS = BuildOptions()
