@@ -48,6 +48,8 @@ from papermill.clientwrap import PapermillNotebookClient
 from papermill.engines import NBClientEngine, papermill_engines
 from traitlets import CaselessStrEnum, DottedObjectName, Type
 
+from lib.errors import ActionableError
+
 ENGINE_NAME = "lvs-study"
 POLL_SLICE_S = 0.5  # longest wait on one socket poll; a missed wake-up costs at most this
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
@@ -55,8 +57,9 @@ TIMEOUT_ENAME = "CellTimeout"
 DEAD_KERNEL_ENAME = "KernelDied"
 
 
-class NotebookTimeout(RuntimeError):
-    """A cell ran past the per-cell timeout or the notebook's wall limit."""
+class NotebookTimeout(ActionableError):
+    """A cell ran past the per-cell timeout or the notebook's wall limit (the study runner turns it
+    into a StudyError naming the params file's limit)."""
 
 
 # ---- the kernel and its client ---------------------------------------------------------------------
@@ -439,7 +442,7 @@ def execute_notebook(notebook: str | os.PathLike[str], output: str | os.PathLike
             reporter=reporter, limits=limits, kernel_log=kernel_log)
     except papermill.PapermillExecutionError as err:
         if err.ename == TIMEOUT_ENAME:
-            raise NotebookTimeout(err.evalue) from err
+            raise NotebookTimeout(None, err.evalue) from err
         raise
     finally:
         reporter.stop()

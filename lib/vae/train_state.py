@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from lib import training
-from lib.errors import unsafe_load_cause
+from lib.errors import ActionableError, unsafe_load_cause
 from lib.runs import atomic_write
 from lib.training import refuse_other_settings, settings_differences
 from lib.vae.loading import save_reducio
@@ -37,7 +37,7 @@ LOSS_COLUMNS = ("loss", "l1", "ssim", "grad", "kl", "shift", "pyramid", "motion"
 RNG_STREAMS = ("torch", "numpy", "python")  # the global generators a train state's "rng" entry holds
 
 
-class TrainStateError(ValueError):
+class TrainStateError(ActionableError):
     """The output folder holds a run that this command cannot continue (other settings, bad file)."""
 
 
@@ -69,10 +69,11 @@ def load_train_state(out: Path) -> dict[str, Any] | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unreadable state is reported the same way
         cause = unsafe_load_cause(err)  # never torch's own text: its advice is to unpickle unsafely
-        raise TrainStateError(f"{path}: unreadable training state ({cause}). Fix: delete {path} to restart from the "
-                              "last exported weights' step 0, or the whole folder") from None
+        raise TrainStateError(path, f"unreadable training state ({cause})",
+                              f"delete {path} to restart from the last exported weights' step 0, or the whole folder"
+                              ) from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
-        raise TrainStateError(f"{path}: not a train state of format {STATE_FORMAT}. Fix: use another --out")
+        raise TrainStateError(path, f"not a train state of format {STATE_FORMAT}", "use another --out")
     return state
 
 
@@ -111,13 +112,13 @@ def check_resumable(state: Mapping[str, Any], cfg: RunConfig, out: Path) -> None
     model_preset = cfg.preset.model_preset
     saved_arch = state.get("model_params")
     if saved_arch is not None and saved_arch != get_preset(model_preset):
-        raise TrainStateError(f"{out} holds a run of an older/different {model_preset!r} architecture "
-                              f"({saved_arch['ddconfig']} vs now {get_preset(model_preset)['ddconfig']}). "
-                              "Fix: delete that folder (or pass another --out) to train the current one")
+        raise TrainStateError(out, f"holds a run of an older/different {model_preset!r} architecture "
+                                   f"({saved_arch['ddconfig']} vs now {get_preset(model_preset)['ddconfig']})",
+                              "delete that folder (or pass another --out) to train the current one")
     saved = RunConfig.from_dict(state["config"]).to_dict()
     refuse_other_settings(settings_differences(saved, cfg.to_dict()), lambda diff: TrainStateError(
-        f"{out} holds a run with other settings (saved vs asked: {diff}). Fix: rerun with the saved settings to "
-        "resume it, or pass another --out"))
+        out, f"holds a run with other settings (saved vs asked: {diff})",
+        "rerun with the saved settings to resume it, or pass another --out"))
 
 
 def history_row(step: int, terms: Mapping[str, float], lr: float, elapsed: float, clips_per_s: float) -> dict[str, Any]:
