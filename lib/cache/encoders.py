@@ -27,7 +27,7 @@ import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -78,16 +78,6 @@ def pooled_shape(clip_shape: Sequence[int], *, latent_channels: int = 16, tempor
     scale = math.sqrt(latent_channels / c)
     return (c, max(1, t // temporal_factor), max(1, round(h / spatial_factor * scale)),
             max(1, round(w / spatial_factor * scale)))
-
-
-class ClipEncoder(Protocol):
-    kind: str
-    device: torch.device
-
-    def key(self) -> dict[str, Any]: ...
-    def provenance(self) -> dict[str, Any]: ...
-    def default_spatial(self) -> SpatialPolicy: ...
-    def encode(self, clips: torch.Tensor, seeds: Sequence[int]) -> dict[str, torch.Tensor]: ...
 
 
 class VaeClipEncoder:
