@@ -26,6 +26,8 @@ needs downloaded VGG weights and the GAN tens of thousands of steps, so the loca
   signal for the zero-initialised field head from step 0, using no label and no held-out data;
 - ``motion``: L1 in pixels between the field and the pretraining pool's ground-truth
   displacements (:func:`motion_l1`), over the clips that have them;
+- ``latent_motion``: L1 in pixels between a linear readout of the latent and the pool's coarse
+  ground-truth displacements (:mod:`lib.vae.latent_motion`, the stand-in's motion teacher);
 - ``kl``: KL of the posterior to N(0, I), summed over the latent and divided by the number of
   pixel values of the clip. Dividing by the pixel count carries the official weight over: the
   official ``sum|x - x'| + 1e-6 * sum KL`` divided by the number of pixel values is mean L1 +
@@ -44,6 +46,8 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
+
+from lib.vae.latent_motion import latent_motion_l1
 
 # Stabilising constants of SSIM (Wang et al. 2004): C1 = (K1 L)^2, C2 = (K2 L)^2.
 SSIM_K1 = 0.01
@@ -221,6 +225,7 @@ class VAELossWeights:
     shift: float = 0.0  # per pixel of mean-field error (see the module docstring)
     pyramid: float = 0.0  # L1 of 2x, 4x and 8x average-pooled frames, summed over the scales
     motion: float = 0.0  # per pixel of displacement-field error against the ground truth (module doc)
+    latent_motion: float = 0.0  # per pixel of the latent readout's coarse-field error (lib.vae.latent_motion)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -238,6 +243,7 @@ def vae_loss(
     flow: torch.Tensor | None = None,
     content_index: int | None = None,
     motion: tuple[torch.Tensor, torch.Tensor] | None = None,
+    readout: torch.nn.Module | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The training loss of a batch and its terms.
 
@@ -247,7 +253,9 @@ def vae_loss(
     ``ssim`` is the SSIM itself (higher is better), the loss uses ``1 - ssim``; ``kl`` is the raw
     latent-summed KL per clip. ``flow`` (B, 2, T, H, W) in pixels: the decoder's displacement
     field, needed when ``weights.shift > 0`` (with ``content_index``, the content frame's index);
-    the logged ``shift`` is its mean-field error in pixels (0 without a field).
+    the logged ``shift`` is its mean-field error in pixels (0 without a field). ``readout``: the
+    :class:`lib.vae.latent_motion.LatentMotionReadout` of the ``latent_motion`` term, applied to
+    the posterior mean against ``motion``.
     """
     pixels_per_clip = x[0].numel()
     l1_term = l1(x_rec, x).mean()
@@ -279,6 +287,11 @@ def vae_loss(
         if flow is None or motion is None:
             raise ValueError("loss weight motion > 0 needs the displacement field and the ground-truth motion")
         total = total + weights.motion * (motion_term := motion_l1(flow, *motion))
+    latent_motion_term = torch.zeros(())
+    if weights.latent_motion > 0:
+        if readout is None or motion is None:
+            raise ValueError("loss weight latent_motion > 0 needs the latent readout and the ground-truth motion")
+        total = total + weights.latent_motion * (latent_motion_term := latent_motion_l1(readout, mean, *motion))
     terms = {
         "loss": total.item(),
         "l1": l1_term.item(),
@@ -289,6 +302,7 @@ def vae_loss(
         "shift": shift_term.item(),
         "pyramid": pyramid_term.item(),
         "motion": motion_term.item(),
+        "latent_motion": latent_motion_term.item(),
     }
     return total, terms
 

@@ -178,6 +178,12 @@ def _add_preset_overrides(parser: argparse.ArgumentParser) -> None:
         help="L1 (px) of the displacement field against the pool's ground truth",
     )
     over.add_argument(
+        "--latent-motion-weight",
+        type=float,
+        default=None,
+        help="L1 (px) of the latent's linear motion readout against the pool's coarse ground truth",
+    )
+    over.add_argument(
         "--mse-scope",
         choices=("all", "head"),
         default=None,
@@ -248,7 +254,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         changes["bf16"] = args.precision == "bf16"
     loss_changes = {
         k: getattr(args, f"{k}_weight")
-        for k in ("l1", "mse", "ssim", "grad", "kl", "shift", "pyramid", "motion")
+        for k in ("l1", "mse", "ssim", "grad", "kl", "shift", "pyramid", "motion", "latent_motion")
         if getattr(args, f"{k}_weight") is not None
     }
     if loss_changes:

@@ -30,6 +30,7 @@ from lib.vae.clip_data import (
     make_generator,
     train_val_records,
 )
+from lib.vae.latent_motion import LatentMotionReadout
 from lib.vae.pool_bank import attach_pool_motion, concat_banks, decode_natural_bank, pool_records
 from lib.vae.presets import get_preset
 from lib.vae.train_eval import evaluate, heldout_record, spread_indices
@@ -90,12 +91,12 @@ def load_banks(cfg: RunConfig, *, workers: int | None, progress: bool) -> Banks:
     spec = ClipSpec()
     if p.data == "pool":
         train_records = pool_records(cfg.data_root)
-    elif p.loss.motion > 0:
-        raise ValueError("the motion term needs ground-truth displacements: a pool run (data 'pool')")
+    elif _needs_motion(p):
+        raise ValueError("the motion terms need ground-truth displacements: a pool run (data 'pool')")
     train = decode_clip_bank(train_records, size=p.bank_size, spec=spec, mode="all",
                              max_clips_per_video=p.max_train_clips_per_video, workers=workers, progress=progress,
                              desc="decode train")
-    if p.data == "pool" and p.loss.motion > 0:
+    if p.data == "pool" and _needs_motion(p):
         train = attach_pool_motion(train, cfg.data_root, workers=workers, progress=progress)
     if p.data == "pool" and p.natural_repeats > 0:
         natural = decode_natural_bank(natural_video_paths(), size=p.bank_size, spec=spec)
@@ -110,6 +111,18 @@ def load_banks(cfg: RunConfig, *, workers: int | None, progress: bool) -> Banks:
     return Banks(train=train, val=val, groups=groups, seconds=time.perf_counter() - start)
 
 
+def _needs_motion(preset: Any) -> bool:
+    """Whether a preset's loss reads the pool's ground-truth displacements."""
+    return preset.loss.motion > 0 or preset.loss.latent_motion > 0
+
+
+def build_readout(model: Any, preset: Any) -> LatentMotionReadout | None:
+    """The latent motion readout of a preset with the ``latent_motion`` term (None otherwise)."""
+    if preset.loss.latent_motion <= 0:
+        return None
+    return LatentMotionReadout(latent_channels=model.config.embed_dim)
+
+
 @dataclass
 class _Training:
     """One invocation's objects and the loop's progress (``step``, ``elapsed`` over every
@@ -121,6 +134,7 @@ class _Training:
     model: Any
     optimizer: torch.optim.Optimizer
     ema: torch.nn.Module | None
+    readout: torch.nn.Module | None
     sampler: ClipBatchSampler
     schedule: WarmupCosine
     probe: list[int]
@@ -184,13 +198,16 @@ def _start(cfg: RunConfig, out: Path, banks: Banks, state: dict[str, Any] | None
     """The seeded model, optimizer, weight average and sampler, restored from ``state`` if any."""
     p = cfg.preset
     model = build_model(p, cfg.seed)
-    optimizer = build_optimizer(model, p)
+    readout = build_readout(model, p)
+    optimizer = build_optimizer(model, p, readout)
     ema = copy.deepcopy(model).requires_grad_(False) if p.ema_decay > 0 else None
     step, elapsed = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
+        if readout is not None:
+            readout.load_state_dict(state["readout"])
         optimizer.load_state_dict(state["optimizer"])
         restore_rng_state(state["rng"])
         step, elapsed = int(state["step"]), float(state["elapsed_s"])
@@ -201,7 +218,8 @@ def _start(cfg: RunConfig, out: Path, banks: Banks, state: dict[str, Any] | None
     sampler = ClipBatchSampler(banks.train, batch_size=p.batch_size, crop=p.crop, hflip=p.hflip, seed=cfg.seed,
                                color=p.color_aug)
     probe = spread_indices(len(banks.val), p.probe_clips) if p.probe_clips > 0 else []
-    return _Training(cfg=cfg, out=out, banks=banks, model=model, optimizer=optimizer, ema=ema, sampler=sampler,
+    return _Training(cfg=cfg, out=out, banks=banks, model=model, optimizer=optimizer, ema=ema, readout=readout,
+                     sampler=sampler,
                      schedule=lr_schedule(p), probe=probe, history=RunDir(out), log=log, step=step, elapsed=elapsed,
                      logged=last_logged_step(out / HISTORY_NAME))
 
@@ -237,10 +255,11 @@ def _step(t: _Training) -> dict[str, float]:
     t0 = time.perf_counter()
     lr = t.schedule.apply(t.optimizer, step)  # each group at lr x its lr_scale
     x = t.sampler.batch(step, p.crop_at(step))  # (B, 3, 16, h, w) in [-1, 1]
-    motion = t.sampler.motion(step, p.crop_at(step)) if p.loss.motion > 0 else None
+    motion = t.sampler.motion(step, p.crop_at(step)) if _needs_motion(p) else None
     terms = train_step(t.model, t.optimizer, x, weights=p.loss, motion=motion,
                        generator=make_generator(t.cfg.seed, POSTERIOR_DOMAIN, step), grad_clip=p.grad_clip,
-                       bf16=p.bf16, sample=p.sample_posterior, mse_head_only=p.mse_head_only)
+                       bf16=p.bf16, sample=p.sample_posterior, mse_head_only=p.mse_head_only,
+                       readout=t.readout)
     t.step += 1
     if t.ema is not None:
         update_ema(t.ema, t.model, ema_decay_at(t.step, p))
@@ -268,6 +287,7 @@ def _checkpoint(t: _Training) -> None:
     atomic_torch_save({"format": STATE_FORMAT, "step": at_step, "elapsed_s": t.elapsed, "config": t.cfg.to_dict(),
                        "model_params": get_preset(p.model_preset), "model": t.model.state_dict(),
                        **({"ema": t.ema.state_dict()} if t.ema is not None else {}),
+                       **({"readout": t.readout.state_dict()} if t.readout is not None else {}),
                        "optimizer": t.optimizer.state_dict(), "rng": capture_rng_state(),
                        "torch": str(torch.__version__)}, t.out / STATE_NAME)
     export_weights(t.scored, t.out, t.cfg, at_step)

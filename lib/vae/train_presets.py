@@ -74,6 +74,11 @@ class TrainPreset:
     # the model at the deployment size.
     small_crop: tuple[int, int] | None = None
     full_crop_every: int = 1
+    # lr multiplier of the latent motion readout (loss.latent_motion > 0). Why: the zero-initialised
+    # linear readout needs weights of order 1 (px of displacement per unit of latent); at the
+    # body's lr AdamW takes thousands of steps to get there, and in 250-step pilots at 1x its
+    # error stayed at the predict-no-motion level (0.49 px), so the encoder got no motion signal.
+    readout_lr_scale: float = 20.0
 
     def crop_at(self, step: int) -> tuple[int, int]:
         """The training crop of optimizer step ``step`` (0-based)."""

@@ -31,9 +31,9 @@ STATE_NAME = "train_state.pt"
 HISTORY_NAME = "history.csv"
 METRICS_NAME = "metrics.json"
 STATE_FORMAT = 1
-HISTORY_COLUMNS = ("step", "loss", "l1", "ssim", "grad", "kl", "shift", "pyramid", "motion", "grad_norm", "lr",
-                   "elapsed_s", "clips_per_s", "probe_psnr", "probe_ssim")
-LOSS_COLUMNS = ("loss", "l1", "ssim", "grad", "kl", "shift", "pyramid", "motion", "grad_norm")
+HISTORY_COLUMNS = ("step", "loss", "l1", "ssim", "grad", "kl", "shift", "pyramid", "motion", "latent_motion",
+                   "grad_norm", "lr", "elapsed_s", "clips_per_s", "probe_psnr", "probe_ssim")
+LOSS_COLUMNS = ("loss", "l1", "ssim", "grad", "kl", "shift", "pyramid", "motion", "latent_motion", "grad_norm")
 RNG_STREAMS = ("torch", "numpy", "python")  # the global generators a train state's "rng" entry holds
 
 

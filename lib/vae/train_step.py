@@ -29,7 +29,8 @@ def seed_everything(seed: int) -> None:
 def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *, weights: VAELossWeights,
                generator: torch.Generator | None, grad_clip: float, bf16: bool = False,
                sample: bool = True, mse_head_only: bool = False,
-               motion: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, float]:
+               motion: tuple[torch.Tensor, torch.Tensor] | None = None,
+               readout: torch.nn.Module | None = None) -> dict[str, float]:
     """One AdamW step on clips ``x`` (B, 3, T, H, W) with the official forward pass.
 
     forward = posterior sample (``generator``) -> latent layer norm -> decode with the content
@@ -40,7 +41,8 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     decoder's ``conv_out`` (the filter on the content frame); the rest of the model learns from
     the other terms (see :attr:`TrainPreset.mse_head_only` for why). ``motion``: the batch's
     ground-truth displacement fields (B, 2, T, H, W) px and which clips have one (B,), for the
-    ``motion`` loss term.
+    ``motion`` and ``latent_motion`` loss terms; ``readout``: the latent motion readout of the
+    latter (trained by the same optimizer).
     """
     model.train()
     flow = None
@@ -53,7 +55,8 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     head_mse = mse_head_only and weights.mse > 0
     body_weights = replace(weights, mse=0.0) if head_mse else weights
     loss, terms = vae_loss(x, x_rec.float(), mean=posterior.mean.float(), logvar=posterior.logvar.float(),
-                           weights=body_weights, flow=flow, content_index=(x.shape[2] - 1) // 2, motion=motion)
+                           weights=body_weights, flow=flow, content_index=(x.shape[2] - 1) // 2, motion=motion,
+                           readout=readout)
     if head_mse:
         terms["loss"] += weights.mse * terms["mse"]  # logged as the full objective
     if not math.isfinite(terms["loss"]):
@@ -70,6 +73,8 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     else:
         loss.backward()
     params = [p for p in model.parameters() if p.grad is not None]
+    if readout is not None:
+        params += [p for p in readout.parameters() if p.grad is not None]
     max_norm = grad_clip if grad_clip > 0 else float("inf")
     terms["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
     optimizer.step()
@@ -94,17 +99,21 @@ def output_layer_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return list(decoder.conv_out.parameters()) if decoder is not None else []
 
 
-def build_optimizer(model: torch.nn.Module, preset: TrainPreset) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, preset: TrainPreset,
+                    readout: torch.nn.Module | None = None) -> torch.optim.Optimizer:
     """AdamW over the trainable parameters (the frozen sinusoid tables of the fusion blocks stay
     out); the decoder's ``conv_out`` in a group of its own at ``out_lr_scale`` x the lr.
     (The coarse flow head stays at the body's lr: it has a 1728-wide fan-in, and at 10x the lr
-    its field jumped by pixels per step and wrecked the reconstructions within 25 steps.)"""
+    its field jumped by pixels per step and wrecked the reconstructions within 25 steps.)
+    The latent motion ``readout``, if any, is a third group at ``readout_lr_scale`` x the lr."""
     out_params = {id(p) for p in output_layer_parameters(model)}
     body = [p for p in model.parameters() if p.requires_grad and id(p) not in out_params]
     head = [p for p in model.parameters() if p.requires_grad and id(p) in out_params]
     groups = [{"params": body, "lr_scale": 1.0}]
     if head:
         groups.append({"params": head, "lr_scale": preset.out_lr_scale})
+    if readout is not None:
+        groups.append({"params": list(readout.parameters()), "lr_scale": preset.readout_lr_scale})
     return torch.optim.AdamW(groups, lr=preset.lr, betas=(0.9, 0.99), weight_decay=preset.weight_decay)
 
 
