@@ -11,7 +11,7 @@ import torch
 
 from lib.data.synth import ensure_synthetic
 from lib.data.synth_pool import generate_pool
-from lib.vae.latent_motion import LatentMotionReadout, coarse_field, latent_motion_l1
+from lib.vae.latent_motion import LatentMotionReadout, coarse_field, latent_motion_mse
 from lib.vae.losses import VAELossWeights
 from lib.vae.train import STATE_NAME, main
 
@@ -47,7 +47,7 @@ def test_coarse_field_is_the_block_mean() -> None:
         coarse_field(torch.zeros(1, 2, 1, 12, 16), 8)
 
 
-def test_latent_motion_l1_counts_only_clips_with_ground_truth_and_reaches_the_latent() -> None:
+def test_latent_motion_mse_counts_only_clips_with_ground_truth_and_reaches_the_latent() -> None:
     readout = LatentMotionReadout(latent_channels=4)
     with torch.no_grad():
         readout.proj.weight.normal_()
@@ -55,11 +55,11 @@ def test_latent_motion_l1_counts_only_clips_with_ground_truth_and_reaches_the_la
     field = torch.ones(2, 2, 16, 32, 32)
     field[1] = 1000.0  # natural footage: no ground truth, must not count
     zero = LatentMotionReadout(latent_channels=4)
-    assert latent_motion_l1(zero, z, field, torch.tensor([True, False])).item() == pytest.approx(1.0)
-    loss = latent_motion_l1(readout, z, field, torch.tensor([True, False]))
+    assert latent_motion_mse(zero, z, field, torch.tensor([True, False])).item() == pytest.approx(1.0)
+    loss = latent_motion_mse(readout, z, field, torch.tensor([True, False]))
     loss.backward()
     assert z.grad[0].abs().sum() > 0 and z.grad[1].abs().sum() == 0
-    assert latent_motion_l1(readout, z, field, torch.tensor([False, False])).item() == 0.0
+    assert latent_motion_mse(readout, z, field, torch.tensor([False, False])).item() == 0.0
 
 
 def test_the_term_needs_a_readout_and_ground_truth() -> None:

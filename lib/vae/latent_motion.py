@@ -9,11 +9,13 @@ docs/results.md).
 
 This readout makes the motion a direct target of the encoder: a 1x1x1 convolution (linear, no
 bias beyond one per output) maps each latent cell to the coarse displacement field of the
-space-time block it covers, and its L1 error against the pretraining pool's ground-truth
+space-time block it covers, and its squared error against the pretraining pool's ground-truth
 displacements (lib.data.synth_motion, rendered with the pool; no class label exists there) is a
 loss term (``VAELossWeights.latent_motion``). The readout is linear on purpose: whatever it reads,
 a linear probe can read too. It exists only during training; the exported VAE is the plain
-Reducio architecture.
+Reducio architecture. Squared, not absolute, error: most blocks barely move, so the L1 optimum
+of a weakly informed readout is "no motion" everywhere. What the term achieved within
+CPU-reachable steps (so far: nothing measurable) is in docs/results.md.
 
 Geometry: a latent cell (t', h', w') covers frames ``4t' .. 4t'+3`` and a ``32 x 32`` pixel
 square; the target splits that square into ``block`` x ``block`` pixel blocks (default 8: 4 x 4
@@ -62,9 +64,9 @@ def coarse_field(field: torch.Tensor, block: int) -> torch.Tensor:
     return F.avg_pool2d(field.float().reshape(b, c * t, h, w), block).view(b, c, t, h // block, w // block)
 
 
-def latent_motion_l1(readout: LatentMotionReadout, z: torch.Tensor, field: torch.Tensor,
+def latent_motion_mse(readout: LatentMotionReadout, z: torch.Tensor, field: torch.Tensor,
                      has_field: torch.Tensor) -> torch.Tensor:
-    """Mean absolute error (px) of the readout of latent ``z`` against the coarse ground-truth
+    """Mean squared error (px^2) of the readout of latent ``z`` against the coarse ground-truth
     ``field`` (B, 2, T, H, W), over the clips that have one (``has_field`` bool (B,)); 0 with a
     gradient path when none has (natural footage carries no ground truth)."""
     pred = readout(z)
@@ -72,5 +74,5 @@ def latent_motion_l1(readout: LatentMotionReadout, z: torch.Tensor, field: torch
     if pred.shape != target.shape:
         raise ValueError(f"readout {tuple(pred.shape)} and coarse field {tuple(target.shape)} differ")
     weight = has_field.to(pred.dtype)
-    per_clip = (pred - target).abs().mean(dim=(1, 2, 3, 4))
+    per_clip = (pred - target).square().mean(dim=(1, 2, 3, 4))
     return (per_clip * weight).sum() / weight.sum().clamp(min=1.0)

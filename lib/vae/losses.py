@@ -26,7 +26,7 @@ needs downloaded VGG weights and the GAN tens of thousands of steps, so the loca
   signal for the zero-initialised field head from step 0, using no label and no held-out data;
 - ``motion``: L1 in pixels between the field and the pretraining pool's ground-truth
   displacements (:func:`motion_l1`), over the clips that have them;
-- ``latent_motion``: L1 in pixels between a linear readout of the latent and the pool's coarse
+- ``latent_motion``: squared error in pixels^2 between a linear readout of the latent and the pool's coarse
   ground-truth displacements (:mod:`lib.vae.latent_motion`, the stand-in's motion teacher);
 - ``kl``: KL of the posterior to N(0, I), summed over the latent and divided by the number of
   pixel values of the clip. Dividing by the pixel count carries the official weight over: the
@@ -47,7 +47,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from lib.vae.latent_motion import latent_motion_l1
+from lib.vae.latent_motion import latent_motion_mse
 
 # Stabilising constants of SSIM (Wang et al. 2004): C1 = (K1 L)^2, C2 = (K2 L)^2.
 SSIM_K1 = 0.01
@@ -225,7 +225,7 @@ class VAELossWeights:
     shift: float = 0.0  # per pixel of mean-field error (see the module docstring)
     pyramid: float = 0.0  # L1 of 2x, 4x and 8x average-pooled frames, summed over the scales
     motion: float = 0.0  # per pixel of displacement-field error against the ground truth (module doc)
-    latent_motion: float = 0.0  # per pixel of the latent readout's coarse-field error (lib.vae.latent_motion)
+    latent_motion: float = 0.0  # per px^2 of the latent readout's coarse-field error (lib.vae.latent_motion)
 
     def __post_init__(self) -> None:
         for name, value in asdict(self).items():
@@ -291,7 +291,7 @@ def vae_loss(
     if weights.latent_motion > 0:
         if readout is None or motion is None:
             raise ValueError("loss weight latent_motion > 0 needs the latent readout and the ground-truth motion")
-        total = total + weights.latent_motion * (latent_motion_term := latent_motion_l1(readout, mean, *motion))
+        total = total + weights.latent_motion * (latent_motion_term := latent_motion_mse(readout, mean, *motion))
     terms = {
         "loss": total.item(),
         "l1": l1_term.item(),

@@ -181,7 +181,7 @@ def _add_preset_overrides(parser: argparse.ArgumentParser) -> None:
         "--latent-motion-weight",
         type=float,
         default=None,
-        help="L1 (px) of the latent's linear motion readout against the pool's coarse ground truth",
+        help="squared error (px^2) of the latent's linear motion readout against the pool's coarse ground truth",
     )
     over.add_argument(
         "--mse-scope",

@@ -52,7 +52,7 @@ from lib.vae.train_state import (
     read_history,
     remove_stale_temps,
 )
-from lib.vae.train_step import build_model, build_optimizer, seed_everything, train_step, update_ema
+from lib.vae.train_step import MotionInputs, build_model, build_optimizer, seed_everything, train_step, update_ema
 
 POSTERIOR_DOMAIN = 0x5A3F  # seed stream of the per-step posterior noise
 
@@ -255,11 +255,10 @@ def _step(t: _Training) -> dict[str, float]:
     t0 = time.perf_counter()
     lr = t.schedule.apply(t.optimizer, step)  # each group at lr x its lr_scale
     x = t.sampler.batch(step, p.crop_at(step))  # (B, 3, 16, h, w) in [-1, 1]
-    motion = t.sampler.motion(step, p.crop_at(step)) if _needs_motion(p) else None
+    motion = MotionInputs(*t.sampler.motion(step, p.crop_at(step)), readout=t.readout) if _needs_motion(p) else None
     terms = train_step(t.model, t.optimizer, x, weights=p.loss, motion=motion,
                        generator=make_generator(t.cfg.seed, POSTERIOR_DOMAIN, step), grad_clip=p.grad_clip,
-                       bf16=p.bf16, sample=p.sample_posterior, mse_head_only=p.mse_head_only,
-                       readout=t.readout)
+                       bf16=p.bf16, sample=p.sample_posterior, mse_head_only=p.mse_head_only)
     t.step += 1
     if t.ema is not None:
         update_ema(t.ema, t.model, ema_decay_at(t.step, p))

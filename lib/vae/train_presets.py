@@ -75,9 +75,9 @@ class TrainPreset:
     small_crop: tuple[int, int] | None = None
     full_crop_every: int = 1
     # lr multiplier of the latent motion readout (loss.latent_motion > 0). Why: the zero-initialised
-    # linear readout needs weights of order 1 (px of displacement per unit of latent); at the
-    # body's lr AdamW takes thousands of steps to get there, and in 250-step pilots at 1x its
-    # error stayed at the predict-no-motion level (0.49 px), so the encoder got no motion signal.
+    # linear readout needs weights of order 1 (px of displacement per unit of latent), which AdamW
+    # at the body's lr reaches only after thousands of steps. (Measured outcome of the term, at 1x
+    # and 20x: docs/results.md, VAE pretraining.)
     readout_lr_scale: float = 20.0
 
     def crop_at(self, step: int) -> tuple[int, int]:

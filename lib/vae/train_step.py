@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,11 +26,20 @@ def seed_everything(seed: int) -> None:
 
 
 
+@dataclass(frozen=True)
+class MotionInputs:
+    """A batch's ground-truth displacements (B, 2, T, H, W) px, which clips have one (B,) bool,
+    and the latent motion readout (None without the ``latent_motion`` term)."""
+
+    field: torch.Tensor
+    has_field: torch.Tensor
+    readout: torch.nn.Module | None = None
+
+
 def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *, weights: VAELossWeights,
                generator: torch.Generator | None, grad_clip: float, bf16: bool = False,
                sample: bool = True, mse_head_only: bool = False,
-               motion: tuple[torch.Tensor, torch.Tensor] | None = None,
-               readout: torch.nn.Module | None = None) -> dict[str, float]:
+               motion: MotionInputs | None = None) -> dict[str, float]:
     """One AdamW step on clips ``x`` (B, 3, T, H, W) with the official forward pass.
 
     forward = posterior sample (``generator``) -> latent layer norm -> decode with the content
@@ -41,8 +50,8 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     decoder's ``conv_out`` (the filter on the content frame); the rest of the model learns from
     the other terms (see :attr:`TrainPreset.mse_head_only` for why). ``motion``: the batch's
     ground-truth displacement fields (B, 2, T, H, W) px and which clips have one (B,), for the
-    ``motion`` and ``latent_motion`` loss terms; ``readout``: the latent motion readout of the
-    latter (trained by the same optimizer).
+    ``motion`` and ``latent_motion`` loss terms, with the latter's readout (trained by the same
+    optimizer).
     """
     model.train()
     flow = None
@@ -55,8 +64,9 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     head_mse = mse_head_only and weights.mse > 0
     body_weights = replace(weights, mse=0.0) if head_mse else weights
     loss, terms = vae_loss(x, x_rec.float(), mean=posterior.mean.float(), logvar=posterior.logvar.float(),
-                           weights=body_weights, flow=flow, content_index=(x.shape[2] - 1) // 2, motion=motion,
-                           readout=readout)
+                           weights=body_weights, flow=flow, content_index=(x.shape[2] - 1) // 2,
+                           motion=None if motion is None else (motion.field, motion.has_field),
+                           readout=None if motion is None else motion.readout)
     if head_mse:
         terms["loss"] += weights.mse * terms["mse"]  # logged as the full objective
     if not math.isfinite(terms["loss"]):
@@ -73,8 +83,8 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     else:
         loss.backward()
     params = [p for p in model.parameters() if p.grad is not None]
-    if readout is not None:
-        params += [p for p in readout.parameters() if p.grad is not None]
+    if motion is not None and motion.readout is not None:
+        params += [p for p in motion.readout.parameters() if p.grad is not None]
     max_norm = grad_clip if grad_clip > 0 else float("inf")
     terms["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
     optimizer.step()
