@@ -18,7 +18,7 @@ import platform
 import torch
 
 from lib.vae.clip_data import center_clips, decode_clip_bank
-from lib.vae.latent_motion import coarse_field
+from lib.vae.latent_motion import coarse_field, field_to_cells
 from lib.vae.loading import load_reducio
 from lib.vae.local import input_policy
 from lib.vae.pool_bank import attach_pool_motion, pool_records
@@ -27,12 +27,12 @@ BLOCK = 8
 RIDGE = 1e-3
 
 
-def cell_rows(z: torch.Tensor, target: torch.Tensor, tf: int, nb: int) -> tuple[torch.Tensor, torch.Tensor]:
+def cell_rows(z: torch.Tensor, coarse: torch.Tensor, *, blocks: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Latent (N, C, T', H', W') and coarse target (N, 2, T, H, W) as per-cell rows:
-    (N * cells, C) and (N * cells, 2 * tf * nb * nb), cells in the same order."""
-    n, c, tl, hl, wl = z.shape
-    tgt = target.view(n, 2, tl, tf, hl, nb, wl, nb).permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(n * tl * hl * wl, -1)
-    return z.permute(0, 2, 3, 4, 1).reshape(-1, c), tgt
+    (N * cells, C) and (N * cells, 2 * 4 * blocks^2), cells in the same order."""
+    cells = field_to_cells(coarse, temporal_factor=4, blocks=blocks)
+    c, k = z.shape[1], cells.shape[1]
+    return z.permute(0, 2, 3, 4, 1).reshape(-1, c), cells.permute(0, 2, 3, 4, 1).reshape(-1, k)
 
 
 def main() -> None:
@@ -58,7 +58,7 @@ def main() -> None:
         field = bank.motion[:, :, :, top : top + ch, left : left + cw].float().permute(0, 2, 1, 3, 4)
         with torch.no_grad():
             z = torch.cat([vae.encode(x[i : i + 16]).mean for i in range(0, len(x), 16)])
-        feats, targets = cell_rows(z, coarse_field(field, BLOCK), tf=4, nb=32 // BLOCK)
+        feats, targets = cell_rows(z, coarse_field(field, BLOCK), blocks=32 // BLOCK)
         cells = feats.shape[0] // len(x)
         split = (len(x) // 2) * cells  # whole clips on each side
         a = torch.cat([feats, torch.ones(len(feats), 1)], 1).double()

@@ -11,7 +11,13 @@ import torch
 
 from lib.data.synth import ensure_synthetic
 from lib.data.synth_pool import generate_pool
-from lib.vae.latent_motion import LatentMotionReadout, coarse_field, latent_motion_mse
+from lib.vae.latent_motion import (
+    LatentMotionReadout,
+    cells_to_field,
+    coarse_field,
+    field_to_cells,
+    latent_motion_mse,
+)
 from lib.vae.losses import VAELossWeights
 from lib.vae.train import STATE_NAME, main
 
@@ -33,6 +39,13 @@ def test_readout_places_each_cell_over_the_block_of_frames_and_pixels_it_covers(
         code = codes[((c * 4 + dt) * nb + bh) * nb + bw]
         value = out[0, c, tl * 4 + dt, hl * nb + bh, wl * nb + bw]
         assert value == cell_values[tl, hl, wl] * code
+
+
+def test_field_to_cells_inverts_cells_to_field() -> None:
+    cells = torch.randn(2, 2 * 4 * 4 * 4, 3, 2, 3)
+    field = cells_to_field(cells, temporal_factor=4, blocks=4)
+    assert field.shape == (2, 2, 12, 8, 12)
+    assert torch.equal(field_to_cells(field, temporal_factor=4, blocks=4), cells)
 
 
 def test_coarse_field_is_the_block_mean() -> None:

@@ -47,13 +47,24 @@ class LatentMotionReadout(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        b, _, tl, hl, wl = z.shape
-        tf, nb = self.temporal_factor, self.blocks
-        y = self.proj(z.float())  # (B, 2*tf*nb*nb, T', H', W')
-        y = y.view(b, 2, tf, nb, nb, tl, hl, wl)
-        # -> (B, 2, T', tf, H', nb, W', nb) -> (B, 2, T'*tf, H'*nb, W'*nb)
-        y = y.permute(0, 1, 5, 2, 6, 3, 7, 4)
-        return y.reshape(b, 2, tl * tf, hl * nb, wl * nb)
+        return cells_to_field(self.proj(z.float()), temporal_factor=self.temporal_factor, blocks=self.blocks)
+
+
+def cells_to_field(cells: torch.Tensor, *, temporal_factor: int, blocks: int) -> torch.Tensor:
+    """Per-cell values (B, 2*tf*nb*nb, T', H', W'), channel order (x/y, frame, block row, block
+    column), as the coarse field (B, 2, T'*tf, H'*nb, W'*nb) they describe."""
+    b, _, tl, hl, wl = cells.shape
+    tf, nb = temporal_factor, blocks
+    y = cells.view(b, 2, tf, nb, nb, tl, hl, wl).permute(0, 1, 5, 2, 6, 3, 7, 4)  # (B, 2, T', tf, H', nb, W', nb)
+    return y.reshape(b, 2, tl * tf, hl * nb, wl * nb)
+
+
+def field_to_cells(field: torch.Tensor, *, temporal_factor: int, blocks: int) -> torch.Tensor:
+    """The inverse of :func:`cells_to_field`: coarse field (B, 2, T, H, W) -> (B, 2*tf*nb*nb, T/tf, H/nb, W/nb)."""
+    b, _, t, h, w = field.shape
+    tf, nb = temporal_factor, blocks
+    y = field.reshape(b, 2, t // tf, tf, h // nb, nb, w // nb, nb).permute(0, 1, 3, 5, 7, 2, 4, 6)
+    return y.reshape(b, 2 * tf * nb * nb, t // tf, h // nb, w // nb)
 
 
 def coarse_field(field: torch.Tensor, block: int) -> torch.Tensor:
