@@ -14,7 +14,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[notebooks,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[notebooks,dev,zoo]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (latent-video-study)" >/dev/null
 	# JupyterLab: a notebook saved by hand is copied into its run directory, widget state saved (lib/lab.py)
 	$(BIN)/python -m lib.lab install >/dev/null

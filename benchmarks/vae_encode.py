@@ -35,12 +35,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lib.env_check import cpu_model  # noqa: E402
 from lib.vae import ReducioVAE  # noqa: E402
+from lib.zoo.cost import reducio_encode_cost  # noqa: E402
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -76,12 +76,8 @@ def resolve(device: str, dtype: str) -> tuple[str, torch.dtype]:
 
 def flops_per_clip(config: str, size: tuple[int, int, int]) -> tuple[int, int, tuple[int, ...]]:
     """(FLOPs of one clip's encode, encoder-path parameters, latent shape) on the meta device."""
-    model = ReducioVAE.from_preset(config, parts="encoder", device="meta").eval()
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model.encode(torch.empty(1, 3, *size, device="meta"))
-    params = sum(p.numel() for p in model.parameters())
-    return counter.get_total_flops(), params, model.latent_shape(*size)
+    cost = reducio_encode_cost(config, (3, *size))
+    return cost["encode_flops"], cost["encoder_params"], tuple(cost["latent_shape"])
 
 
 def worker(args: argparse.Namespace) -> dict[str, Any]:

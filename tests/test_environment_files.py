@@ -14,9 +14,16 @@ def test_conda_and_make_install_the_same_extras() -> None:
     env = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())
     assert "python=3.11" in env["dependencies"]
     pip_section = next(d for d in env["dependencies"] if isinstance(d, dict))["pip"]
-    assert pip_section == ["-e .[notebooks,dev]"]
+    assert pip_section == ["-e .[notebooks,dev,zoo]"]
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert "pip install --quiet -e '.[notebooks,dev]'" in makefile
+    assert "pip install --quiet -e '.[notebooks,dev,zoo]'" in makefile
+
+
+def test_the_core_install_is_torch_only() -> None:
+    """diffusers (the zoo) is an extra, never a core dependency."""
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert not any(r.startswith("diffusers") for r in project["dependencies"])
+    assert [r for r in project["optional-dependencies"]["zoo"] if r.startswith("diffusers==0.42.")]
 
 
 def test_every_dependency_is_pinned_exactly() -> None:

@@ -19,6 +19,7 @@ from lib.data.spatial import make_spatial_policy
 from lib.data.ucf101 import SPLIT_NAMES
 from lib.errors import ActionableError
 from lib.paths import unwritable_error
+from lib.zoo.sources import DIFFUSERS_PREFIX
 
 VAE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 
@@ -31,7 +32,11 @@ def _user_path(text: str) -> str:
 def _vae_source(text: str) -> str:
     """argparse type for ``--vae``: a path (an existing file or folder here, or anything that
     looks like one) becomes absolute from the working directory; names (ft4, hf://...,
-    random:<preset>, pooled-pixels) stay as they are."""
+    random:<preset>, pooled-pixels, a diffusers hub repo) stay as they are; ``diffusers:<folder>``
+    gets the absolute folder."""
+    if text.startswith(DIFFUSERS_PREFIX):
+        folder = Path(text[len(DIFFUSERS_PREFIX):]).expanduser()
+        return f"{DIFFUSERS_PREFIX}{folder.absolute()}" if folder.is_dir() else text
     path = Path(text).expanduser()
     if "://" in text or text.startswith("random:"):
         return text

@@ -1,7 +1,9 @@
-"""What turns a preprocessed clip into cached values: a Reducio-VAE, or the pooled-pixels control.
+"""What turns a preprocessed clip into cached values: a Reducio-VAE, a zoo VAE, or the pixel control.
 
-Both take clips as float32 ``(B, 3, T, H, W)`` in ``[-1, 1]`` on their device and return a dict
-of float32 CPU tensors, one row per clip:
+A ``diffusers:`` source is a video VAE of the zoo (:class:`lib.zoo.encoder.DiffusersClipEncoder`,
+same interface; diffusers is only imported for such a source). All take clips as float32
+``(B, 3, T, H, W)`` in ``[-1, 1]`` on their device and return a dict of float32 CPU tensors, one
+row per clip:
 
 * ``"latent"`` ``(B, C, T', H', W')``: the posterior mean (per-sample layer-normed when
   ``layer_norm``), or for :class:`PooledPixelsEncoder` the average-pooled clip;
@@ -36,6 +38,7 @@ from lib.cache.errors import CacheError
 from lib.cache.key import weights_sha256
 from lib.data.spatial import CropPolicy, SpatialPolicy
 from lib.paths import REPO_ROOT
+from lib.zoo.sources import DIFFUSERS_PREFIX
 
 POOLED_PIXELS = "pooled-pixels"
 RANDOM_PREFIX = "random:"  # "random:<preset>": a randomly initialised preset (timing only)
@@ -53,7 +56,7 @@ def resolve_vae_folder(source: str) -> str:
     """``source`` unchanged, unless it names a folder (relative to the working directory, else to
     the repository): then the one ``vae.safetensors`` in it (a training output folder; searched
     below it when not directly inside). CacheError when the folder holds none or several."""
-    if source.startswith(RANDOM_PREFIX) or "://" in source:
+    if source.startswith((RANDOM_PREFIX, DIFFUSERS_PREFIX)) or "://" in source:
         return source
     path = Path(source).expanduser()
     candidates = [path] if path.is_absolute() else [Path.cwd() / path, REPO_ROOT / path]
@@ -64,6 +67,9 @@ def resolve_vae_folder(source: str) -> str:
     found = [direct] if direct.is_file() else sorted(folder.rglob(VAE_WEIGHTS_NAME))
     if len(found) == 1:
         return str(found[0].resolve())
+    if not found and ((folder / "config.json").is_file() or (folder / "vae" / "config.json").is_file()):
+        raise CacheError(folder, "is a diffusers model folder, not a Reducio training output",
+                         f"pass it as --vae {DIFFUSERS_PREFIX}{source} (a video VAE of the zoo)")
     if not found:
         raise CacheError(folder, f"is a folder without a {VAE_WEIGHTS_NAME} (not a finished training output)",
                          "pass the weights file itself, or finish the training (python -m lib.vae train ... writes it)")
@@ -208,8 +214,9 @@ class PooledPixelsEncoder:
 
 def make_encoder(source: str, *, device: torch.device | str = "cpu", dtype: str = "float32", sample: bool = False,
                  sample_seed: int = 0, logvar: bool = False, layer_norm: bool = False, content_features: bool = False,
-                 pool_shape: Sequence[int] | None = None, init_seed: int = 0) -> VaeClipEncoder | PooledPixelsEncoder:
-    """``"pooled-pixels"`` -> :class:`PooledPixelsEncoder`; anything else -> :class:`VaeClipEncoder`."""
+                 pool_shape: Sequence[int] | None = None, init_seed: int = 0) -> Any:
+    """``"pooled-pixels"`` -> :class:`PooledPixelsEncoder`; ``"diffusers:..."`` ->
+    :class:`lib.zoo.encoder.DiffusersClipEncoder`; anything else -> :class:`VaeClipEncoder`."""
     if source == POOLED_PIXELS:
         if sample or logvar or content_features or layer_norm:
             raise ValueError("the pooled-pixels control has no posterior: sample, logvar, layer_norm and "
@@ -217,5 +224,10 @@ def make_encoder(source: str, *, device: torch.device | str = "cpu", dtype: str 
         return PooledPixelsEncoder(pool_shape=pool_shape, device=device)
     if pool_shape is not None:
         raise ValueError("pool_shape applies to --vae pooled-pixels only")
+    if source.startswith(DIFFUSERS_PREFIX):
+        from lib.zoo.encoder import DiffusersClipEncoder
+
+        return DiffusersClipEncoder(source, device=device, dtype=dtype, sample=sample, sample_seed=sample_seed,
+                                    logvar=logvar, layer_norm=layer_norm, content_features=content_features)
     return VaeClipEncoder(source, device=device, dtype=dtype, sample=sample, sample_seed=sample_seed, logvar=logvar,
                           layer_norm=layer_norm, content_features=content_features, init_seed=init_seed)

@@ -24,9 +24,10 @@ augmentation and :mod:`lib.models.cost` for parameter / FLOP counts.
 
 from __future__ import annotations
 
-# Importing the model modules registers them; this order (published, ours, fusion, pixel) is the
-# order of list_models().
-from lib.models import (  # noqa: F401, I001  # noqa: F401, I001
+# Importing the model modules registers them; this order (published, ours, fusion, pixel, probe)
+# is the order of list_models().
+from lib.models import (  # noqa: F401, I001
+    attentive_probe,
     conv3d_ours,
     conv3d_paper,
     fusion_ours,

@@ -32,7 +32,7 @@ from torch import nn
 
 from lib.errors import ActionableError
 
-Family = Literal["lstm", "transformer", "conv3d", "fusion", "pixel"]
+Family = Literal["lstm", "transformer", "conv3d", "fusion", "pixel", "probe"]
 InputKind = Literal["latent", "pixels", "latent+content"]
 FAMILIES: Final[tuple[str, ...]] = get_args(Family)
 INPUT_KINDS: Final[tuple[str, ...]] = get_args(InputKind)

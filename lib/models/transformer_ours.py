@@ -29,7 +29,9 @@ class TransformerOursConfig:
     """``dim``: token width; ``depth``: blocks; ``heads``; ``mlp_ratio``: feed-forward width /
     dim; ``dropout``: embeddings, attention output, feed-forward and head; ``attn_dropout``: on
     attention weights; ``drop_path``: stochastic depth of the last block; ``embed``: "conv" or
-    "linear"; ``pool``: "mean" or "cls"."""
+    "linear"; ``pool``: "mean" or "cls"; ``max_tokens``: the most latent positions it accepts
+    (joint attention costs positions^2: a per-frame image VAE's 16 x 28 x 36 = 16,128 positions
+    take ~10 s per clip forward on a CPU core, untrainable)."""
 
     dim: int = 128
     depth: int = 4
@@ -40,9 +42,11 @@ class TransformerOursConfig:
     drop_path: float = 0.1
     embed: Literal["conv", "linear"] = "conv"
     pool: Literal["mean", "cls"] = "mean"
+    max_tokens: int = 4096
 
     def __post_init__(self) -> None:
-        check_positive(dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio)
+        check_positive(dim=self.dim, depth=self.depth, heads=self.heads, mlp_ratio=self.mlp_ratio,
+                       max_tokens=self.max_tokens)
         for name in ("dropout", "attn_dropout", "drop_path"):
             check_fraction(name, getattr(self, name))
         if self.embed not in ("conv", "linear") or self.pool not in ("mean", "cls"):
@@ -60,6 +64,10 @@ class TransformerOurs(VideoClassifier):
                  config: TransformerOursConfig = TransformerOursConfig()) -> None:
         super().__init__(num_classes=num_classes, input_shape=input_shape, config=config)
         c, t, h, w = input_shape
+        if t * h * w > config.max_tokens:
+            raise ValueError(f"{t * h * w} latent positions exceed max_tokens={config.max_tokens} (joint attention "
+                             "is quadratic in them); use attentive_probe or conv3d_ours for this latent, or raise "
+                             "max_tokens")
         d = config.dim
         kernel = 3 if config.embed == "conv" else 1
         self.embed = nn.Conv3d(c, d, kernel, padding=kernel // 2)
