@@ -17,6 +17,7 @@ from lib.models.registry import make_config, model_info
 from lib.paths import NOTEBOOKS_DIR, PARAMS_DIR
 from lib.runs import declared_parameters
 from lib.study import RESERVED_PARAMETERS, RUNNER_KEY, StudyError, load_study
+from lib.zoo.study import LINEAR_PROBE
 
 PARAMS_FILES = sorted(PARAMS_DIR.glob("*.yaml"))
 
@@ -57,7 +58,8 @@ def test_params_models_overrides_and_train_configs_are_valid(params_file: Path) 
     content.pop(RUNNER_KEY, None)
     for notebook_name, values in content.items():
         values = values or {}
-        names = [*values.get("models", []), *values.get("pixel_models", []), *values.get("pooled_models", [])]
+        names = [*values.get("models", []), *values.get("pixel_models", []), *values.get("pooled_models", []),
+                 *(h for h in values.get("heads", []) if h != LINEAR_PROBE)]
         assert set(names) <= set(list_models()), f"{params_file}: {notebook_name} names unknown models"
         for name, fields in (values.get("model_overrides") or {}).items():
             make_config(name, fields, origin=params_file)  # raises ModelConfigError naming the field

@@ -15,35 +15,7 @@ import sys
 from pathlib import Path
 
 from lib.zoo.adapters import ADAPTERS
-
-
-def geometry_rows(clip: tuple[int, int, int]) -> list[dict[str, object]]:
-    """One row per adapter, from its tiny instance (the released structure at narrow widths)."""
-    from lib.zoo.tiny import build_tiny_vae
-
-    rows = []
-    for name, adapter in ADAPTERS.items():
-        g = adapter.geometry(build_tiny_vae(name))
-        rule = {"causal": f"{g.temporal_factor}k+1 (first frame repeated)", "fixed": f"{g.temporal_factor}k",
-                "per_frame": "any (per frame)"}[g.frame_rule]
-        rows.append({"adapter": name, "class": adapter.class_name, "released": f"{adapter.repo}"
-                     + (f" ({adapter.subfolder}/)" if adapter.subfolder else ""),
-                     "frames": rule, "factors TxHxW": f"{g.temporal_factor}x{g.spatial_factor}x{g.spatial_factor}",
-                     "channels": g.channels, "multiple": g.spatial_multiple, "range": "[-1, 1]",
-                     "posterior": g.posterior, "normalisation": g.normalisation,
-                     "latent": "x".join(str(v) for v in g.latent_shape(*clip))})
-    return rows
-
-
-def cost_rows(clip: tuple[int, int, int]) -> list[dict[str, object]]:
-    from lib.zoo.cost import reducio_encode_cost, released_encode_cost
-
-    costs = [reducio_encode_cost("reducio-ft4", (3, *clip))] + [released_encode_cost(n, (3, *clip)) for n in ADAPTERS]
-    return [{"VAE": c["adapter"], "params M": f"{c['params'] / 1e6:.1f}",
-             "encoder params M": f"{c['encoder_params'] / 1e6:.1f}",
-             "encode GFLOPs/clip": f"{c['encode_flops'] / 1e9:.0f}",
-             "latent": "x".join(str(v) for v in c["latent_shape"]),
-             "values": c["latent_bytes"] // 2, "KB/clip (fp16)": f"{c['latent_bytes'] / 1024:.1f}"} for c in costs]
+from lib.zoo.report import cost_rows, geometry_rows
 
 
 def markdown(rows: list[dict[str, object]]) -> str:
