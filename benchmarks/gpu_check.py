@@ -21,13 +21,17 @@ Sections (``--sections``, all by default):
    seeds of ``params/ucf101_reducio.yaml``, 100,000 clips per epoch).
 5. ``pixel``: ``pixel_r2plus1d18`` training and inference clips/s on random 3x16x112x112 clips at
    the params file's ``pixel_batch_size``.
+6. ``zoo``: every zoo adapter's released architecture (:mod:`lib.zoo.adapters`, random weights)
+   encoding 16x224x288 clips through the cache's encoder path (clip policy and normalisation
+   included) under bf16 autocast: clips/s at batch 1 and 4, peak memory, FLOPs per clip counted
+   on the meta device. Skipped, saying so, without diffusers (``pip install -e '.[zoo]'``).
 
 ``--device cpu --quick`` runs every section at toy sizes (a reduced-width encoder at 16x64x96, a
-few hundred latents, a 32x32 pixel clip) in well under a minute: a check that the script works,
+few hundred latents, a 32x32 pixel clip, the zoo's tiny configs) in well under a minute: a check that the script works,
 not a measurement.
 
 Usage: ``python benchmarks/gpu_check.py [--device auto|cuda|cpu] [--quick] [--out outputs/benchmarks/gpu_check.json]
-[--sections encoder,precision,pipeline,classifiers,pixel]`` (``make gpu-check``).
+[--sections encoder,precision,pipeline,classifiers,pixel,zoo]`` (``make gpu-check``).
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ from lib.env_check import cpu_model  # noqa: E402
 from lib.models import MODEL_NAMES, model_info  # noqa: E402
 from lib.paths import OUTPUTS_DIR, PARAMS_DIR  # noqa: E402
 
-SECTIONS = ("encoder", "precision", "pipeline", "classifiers", "pixel")
+SECTIONS = ("encoder", "precision", "pipeline", "classifiers", "pixel", "zoo")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
 # float16 autocast on a CPU has no fast convolution kernels (~200x slower than bfloat16 for this
 # encoder on a 2-core EPYC): the CPU rows of float16 are skipped.
@@ -347,6 +351,57 @@ def bench_pixel(cfg: argparse.Namespace, device: torch.device) -> dict[str, Any]
 
 
 # ------------------------------------------------------------------------------------------------
+def bench_zoo(cfg: argparse.Namespace, device: torch.device) -> dict[str, Any]:
+    try:
+        import diffusers
+    except ImportError:
+        print("  zoo: skipped, diffusers is not installed (pip install -e '.[zoo]')")
+        return {"skipped": "diffusers is not installed"}
+    from lib.zoo.adapters import ADAPTERS
+    from lib.zoo.cost import released_encode_cost
+    from lib.zoo.encoder import DiffusersClipEncoder
+
+    timer = Timer(device)
+    rows = []
+    for name, adapter in ADAPTERS.items():
+        flops = released_encode_cost(name, (3, *cfg.size))["encode_flops"]
+        torch.manual_seed(0)
+        model = getattr(diffusers, adapter.class_name)(**(adapter.tiny if cfg.zoo_tiny else adapter.full))
+        enc = DiffusersClipEncoder.from_model(model, adapter, device=device, dtype="bfloat16")
+        for batch in cfg.zoo_batches:
+            row: dict[str, Any] = {"vae": name, "batch": batch, "gflop_per_clip": flops / 1e9}
+            try:
+                x = (torch.rand(batch, 3, *cfg.size, generator=torch.Generator().manual_seed(batch)) * 2 - 1).to(device)
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats(device)
+                    held = torch.cuda.memory_allocated(device)
+                for _ in range(cfg.warmup):
+                    enc.encode(x, seeds=[0] * batch)
+                start, reps = timer.now(), 0
+                while reps < cfg.min_reps or time.perf_counter() - start < cfg.min_seconds:
+                    enc.encode(x, seeds=[0] * batch)
+                    reps += 1
+                    if reps >= cfg.max_reps:
+                        break
+                row["clips_per_s"] = batch * reps / (timer.now() - start)
+                row["peak_mem_mib"] = ((torch.cuda.max_memory_allocated(device) - held) / 2**20
+                                       if device.type == "cuda" else vae_encode.peak_rss_mib())
+            except torch.OutOfMemoryError:
+                row["error"] = "out of memory"
+            finally:
+                x = None
+            rows.append(row)
+            print(f"  zoo {name} batch {batch}: {row.get('clips_per_s', row.get('error'))}", flush=True)
+        del enc, model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    what = "tiny configs (toy sizes)" if cfg.zoo_tiny else "released architectures, random weights"
+    table(f"Zoo VAEs ({what}) at {'x'.join(map(str, cfg.size))}, bf16 autocast; GFLOP column: the released "
+          "architecture, counted on the meta device", rows)
+    return {"size": list(cfg.size), "tiny": cfg.zoo_tiny, "rows": rows}
+
+
 def settings(args: argparse.Namespace, device: torch.device) -> argparse.Namespace:
     """Sizes of the full (GPU) run, or of ``--quick``."""
     real = yaml.safe_load(REAL_PARAMS.read_text())
@@ -357,12 +412,13 @@ def settings(args: argparse.Namespace, device: torch.device) -> argparse.Namespa
             encoder_preset="reducio-rehearsal", size=(16, 32, 32), batches=(1, 2), warmup=1, min_reps=1, max_reps=1,
             min_seconds=0.0, pipeline_preset="reducio-rehearsal", pipeline_classes=1, pipeline_clips=1,
             pipeline_batch=2, decode_workers=0, gen_workers=1, clips=64, batch=8, eval_batch=16, seconds=0.0,
-            cls_warmup=0, pixel_batch=1, pixel_shape=(3, 8, 32, 32))
+            cls_warmup=0, pixel_batch=1, pixel_shape=(3, 8, 32, 32), zoo_tiny=True, zoo_batches=(1,))
     return argparse.Namespace(
         encoder_preset="reducio-ft4", size=(16, 224, 288), batches=(1, 4, 8, 16), warmup=2, min_reps=3, max_reps=200,
         min_seconds=3.0, pipeline_preset="reducio-ft4", pipeline_classes=20, pipeline_clips=2, pipeline_batch=8,
         decode_workers=min(8, max(1, cores - 1)), gen_workers=cores, clips=UCF101_SCALE_CLIPS, batch=256,
-        eval_batch=1024, seconds=6.0, cls_warmup=3, pixel_batch=pixel_batch, pixel_shape=(3, 16, 112, 112))
+        eval_batch=1024, seconds=6.0, cls_warmup=3, pixel_batch=pixel_batch, pixel_shape=(3, 16, 112, 112),
+        zoo_tiny=False, zoo_batches=(1, 4))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -402,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
         "pipeline": lambda: bench_pipeline(cfg, device),
         "classifiers": lambda: bench_classifiers(cfg, device, real),
         "pixel": lambda: bench_pixel(cfg, device),
+        "zoo": lambda: bench_zoo(cfg, device),
     }
     for name in SECTIONS:
         if name not in sections:

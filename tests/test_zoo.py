@@ -307,3 +307,14 @@ def test_core_toolkit_runs_without_diffusers(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "pip install -e '.[zoo]'" in done.stdout
+
+
+def test_counting_on_meta_leaves_later_models_on_the_cpu() -> None:
+    """diffusers imports a class's module on first use; counting a released architecture on the
+    meta device must not create that module's constants there (Cosmos' wavelet filters)."""
+    script = ("from lib.zoo.cost import released_encode_cost\nfrom lib.zoo.tiny import build_tiny_vae\n"
+              "released_encode_cost('cosmos', (3, 16, 32, 32))\n"
+              "devices = {b.device.type for b in build_tiny_vae('cosmos').buffers()}\n"
+              "assert devices == {'cpu'}, devices\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -54,8 +54,11 @@ def released_encode_cost(name: str, clip_shape: tuple[int, int, int, int] = (3, 
     """:func:`model_encode_cost` of adapter ``name``'s released architecture, counted on ``meta``."""
     diffusers = require_diffusers()
     adapter = get_adapter(name)
+    # resolved outside the meta context: diffusers imports the class's module lazily, and module-level
+    # constants (Cosmos' wavelet filters) created under the context would be meta tensors for good
+    cls = getattr(diffusers, adapter.class_name)
     with torch.device("meta"):
-        model = getattr(diffusers, adapter.class_name)(**adapter.full)
+        model = cls(**adapter.full)
     model = model.eval().to("meta")  # constant buffers some classes build on the CPU move too
     return {"adapter": name, "class_name": adapter.class_name, "repo": adapter.repo,
             **model_encode_cost(model, adapter.geometry(model), clip_shape)}

@@ -70,6 +70,24 @@ class DiffusersClipEncoder:
         self.weights_sha256 = encoder_weights_sha256(self.model)
         self.model = self.model.to(self.device)
 
+    @classmethod
+    def from_model(cls, model: Any, adapter: Any, *, device: torch.device | str = "cpu",
+                   dtype: str = "float32") -> DiffusersClipEncoder:
+        """An encoder over a model already in memory (benchmarks of random-init architectures);
+        it has no source, so it cannot key a cache."""
+        from lib.vae.loading import parse_dtype
+        from lib.zoo.sources import ZooSource
+
+        enc = cls.__new__(cls)
+        enc.device = torch.device(device)
+        enc.model, enc.adapter = model.eval().requires_grad_(False).to(enc.device), adapter
+        enc.src = ZooSource(f"memory:{adapter.class_name}")
+        enc.geometry = adapter.geometry(model)
+        enc.source, enc.compute_dtype = enc.src.text, parse_dtype(dtype)
+        enc.sample = enc.logvar = enc.layer_norm = False
+        enc.sample_seed, enc.weights_sha256 = 0, ""
+        return enc
+
     def key(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
