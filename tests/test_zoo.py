@@ -318,3 +318,15 @@ def test_counting_on_meta_leaves_later_models_on_the_cpu() -> None:
               "assert devices == {'cpu'}, devices\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_zoo_members_label_sources_and_mark_random_inits(tmp_path: Path) -> None:
+    from lib.zoo.study import PIXEL_CONTROL, PRETRAINED, RANDOM_INIT, zoo_members
+
+    members = zoo_members(["", "diffusers:Lightricks/LTX-Video@v0.9.1", "ft4"], ["cosmos"], tiny_root=tmp_path)
+    assert [(m.name, m.kind) for m in members] == [
+        ("reducio-standin", PRETRAINED), ("ltx-video", PRETRAINED), ("ft4", PRETRAINED),
+        ("cosmos-random", RANDOM_INIT), ("pooled-pixels", PIXEL_CONTROL)]
+    assert members[3].vae_source == f"diffusers:{tmp_path / 'cosmos'}" and tiny_record(tmp_path / "cosmos")
+    with pytest.raises(ValueError, match="distinct names"):
+        zoo_members(["", "standin"], [], tiny_root=tmp_path)

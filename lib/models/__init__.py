@@ -1,4 +1,4 @@
-"""The classifier model zoo: published models, our stronger ones, fusion and pixel references.
+"""The classifier model zoo: published models, our stronger ones, fusion, pixel references and a probe.
 
     from lib.models import build_model, list_models, model_info
     model = build_model("conv3d_paper", num_classes=101, input_shape=(16, 4, 7, 9))
@@ -16,6 +16,7 @@ transformer    ``transformer_paper``   ``transformer_ours``
 conv3d         ``conv3d_paper``        ``conv3d_ours``
 fusion                                 ``fusion_ours`` (latent + content features)
 pixel                                  ``pixel_r2plus1d18``, ``pixel_c3d_small`` (frames)
+probe                                  ``attentive_probe`` (frozen-feature head, any latent)
 =============  ======================  =================================================
 
 See :mod:`lib.models.registry` for the input kinds, :mod:`lib.models.augment` for latent
