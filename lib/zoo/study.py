@@ -77,17 +77,18 @@ def zoo_members(vaes: Sequence[str], tiny: Sequence[str], *, tiny_root: str | os
 
 
 def build_zoo_caches(members: Sequence[ZooMember], *, data_root: str | os.PathLike[str], cache_prefix: str,
-                     fold: int, short_side: int, crop: Sequence[int], val_fraction: float = 0.1, val_seed: int = 0,
-                     clip_mode: str = "all", dtype: str = "float32", options: BuildOptions) -> dict[str, Path]:
+                     fold: int, short_side: int, crop: Sequence[int], options: BuildOptions,
+                     **spec_fields: Any) -> dict[str, Path]:
     """Build (or resume) every member's cache ``data/caches/<cache_prefix>-<member>/latent``: the
     same dataset selection (``fold``), clips and spatial policy (resize the short side to
-    ``short_side``, centre crop ``crop``) for all; the pixel control is the first VAE cache's
-    pooled pixels. Returns ``{member: cache folder}``."""
+    ``short_side``, centre crop ``crop``) for all, and the further :class:`~lib.cache.CacheSpec`
+    fields ``spec_fields`` (``val_fraction``, ``val_seed``, ``clip_mode``, ``dtype``, ...); the
+    pixel control is the first VAE cache's pooled pixels. Returns ``{member: cache folder}``."""
     from lib.data.spatial import CropPolicy
     from lib.vae.local import resolve_vae_source
 
-    spec = CacheSpec(data_root=data_root, vae_source="", folds=(fold,), val_fraction=val_fraction, val_seed=val_seed,
-                     clip_mode=clip_mode, spatial=CropPolicy(short_side=short_side, crop=tuple(crop)), dtype=dtype)
+    spec = CacheSpec(data_root=data_root, vae_source="", folds=(fold,),
+                     spatial=CropPolicy(short_side=short_side, crop=tuple(crop)), **spec_fields)
     caches: dict[str, Path] = {}
     control = next((x for x in members if x.kind == PIXEL_CONTROL), None)
     for i, m in enumerate(x for x in members if x.kind != PIXEL_CONTROL):
@@ -124,11 +125,11 @@ def linear_probe_scores(cache_dir: Path, *, fold: int = 1) -> dict[str, float]:
 
 
 def train_heads(members: Sequence[ZooMember], caches: Mapping[str, Path], heads: Sequence[str], *, fold: int,
-                run: Any, seeds: Sequence[int], train_config: Mapping[str, Any],
-                model_overrides: Mapping[str, Mapping[str, Any]], origin: str | None, jobs: int,
-                threads: int) -> dict[str, dict[str, Any]]:
+                run: Any, **train_options: Any) -> dict[str, dict[str, Any]]:
     """``{member: {head: result}}``: the linear probe's scores, and each registry head's
-    :class:`~lib.classify.experiment.ExperimentResult` (run folders ``<run>/<member>/``)."""
+    :class:`~lib.classify.experiment.ExperimentResult`, trained by
+    :func:`lib.classify.views.train_models` with ``train_options`` (``seeds``, ``train_config``,
+    ``model_overrides``, ``origin``, ``jobs``, ``threads``) into ``<run>/<member>/``."""
     from lib.classify import views
     from lib.runs import RunDir
 
@@ -140,8 +141,7 @@ def train_heads(members: Sequence[ZooMember], caches: Mapping[str, Path], heads:
             row[LINEAR_PROBE] = linear_probe_scores(caches[m.name], fold=fold)
         if models:
             row.update(views.train_models(models, cache_dir=caches[m.name], fold=fold, run=RunDir(run.path / m.name),
-                                          seeds=seeds, train_config=train_config, model_overrides=model_overrides,
-                                          origin=origin, jobs=jobs, threads=threads))
+                                          **train_options))
         out[m.name] = row
     return out
 
