@@ -330,3 +330,26 @@ def test_zoo_members_label_sources_and_mark_random_inits(tmp_path: Path) -> None
     assert members[3].vae_source == f"diffusers:{tmp_path / 'cosmos'}" and tiny_record(tmp_path / "cosmos")
     with pytest.raises(ValueError, match="distinct names"):
         zoo_members(["", "standin"], [], tiny_root=tmp_path)
+
+
+@pytest.mark.slow
+def test_a_damaged_zoo_cache_is_re_encoded_bit_for_bit(tiny_dirs: dict[str, Path], smoke_root: Path,
+                                                       tmp_path: Path) -> None:
+    """repair rebuilds the encoder from the cache's record (the diffusers: source and its key)."""
+    import numpy as np
+
+    from lib.cache.repair import repair_cache, verify_cache
+
+    out = tmp_path / "cache"
+    spec = CacheSpec(data_root=smoke_root, vae_source=f"diffusers:{tiny_dirs['hunyuanvideo']}", splits=("val",),
+                     spatial=SPATIAL)
+    assert build_cache(spec, out, OPTIONS).complete
+    good = (out / "latent.npy").read_bytes()
+    shutil.rmtree(out / "entries")  # no entry to copy from: the damaged video must be encoded again
+    data = bytearray(good)
+    data[-3] ^= 0xFF  # inside the last video's rows
+    (out / "latent.npy").write_bytes(bytes(data))
+    assert not verify_cache(out).ok
+    repaired = repair_cache(out)
+    assert repaired.re_encoded and (out / "latent.npy").read_bytes() == good and verify_cache(out).ok
+    assert np.isfinite(np.load(out / "latent.npy")).all()
