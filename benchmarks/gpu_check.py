@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -186,6 +187,30 @@ def exact_float32() -> Iterator[None]:
 # ------------------------------------------------------------------------------------------------
 # Sections
 # ------------------------------------------------------------------------------------------------
+def time_encode(call: Callable[[torch.Tensor], Any], batch: int, cfg: argparse.Namespace, device: torch.device,
+                timer: Timer) -> dict[str, Any]:
+    """Encode a random ``batch`` of ``cfg.size`` clips with ``call``: warm-up calls, then calls until
+    ``min_reps`` and ``min_seconds`` (at most ``max_reps``); clips/s, seconds per call, calls and
+    peak memory (GPU: above what was held before; CPU: process peak RSS), in MiB."""
+    x = (torch.rand(batch, 3, *cfg.size, generator=torch.Generator().manual_seed(batch)) * 2 - 1).to(device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+        held = torch.cuda.memory_allocated(device)
+    for _ in range(cfg.warmup):
+        call(x)
+    start, reps = timer.now(), 0
+    while reps < cfg.min_reps or time.perf_counter() - start < cfg.min_seconds:
+        call(x)
+        reps += 1
+        if reps >= cfg.max_reps:
+            break
+    seconds = timer.now() - start
+    peak = ((torch.cuda.max_memory_allocated(device) - held) / 2**20 if device.type == "cuda"
+            else vae_encode.peak_rss_mib())
+    return {"clips_per_s": batch * reps / seconds, "s_per_call": seconds / reps, "calls": reps, "peak_mem_mib": peak}
+
+
 def bench_encoder(cfg: argparse.Namespace, device: torch.device, info: dict[str, Any]) -> dict[str, Any]:
     from lib.vae import ReducioVAE
     from lib.vae.presets import get_preset
@@ -204,31 +229,12 @@ def bench_encoder(cfg: argparse.Namespace, device: torch.device, info: dict[str,
                 rows.append({**row, "error": "skipped on CPU (no fast float16 kernels)"})
                 continue
             try:
-                x = (torch.rand(batch, 3, *cfg.size, generator=torch.Generator().manual_seed(batch)) * 2 - 1).to(device)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats(device)
-                    held = torch.cuda.memory_allocated(device)
                 with torch.inference_mode(), torch.autocast(device.type, dtype=dtype):
-                    for _ in range(cfg.warmup):
-                        model.encode_latents(x)
-                    start, reps = timer.now(), 0
-                    while reps < cfg.min_reps or time.perf_counter() - start < cfg.min_seconds:
-                        model.encode_latents(x)
-                        reps += 1
-                        if reps >= cfg.max_reps:
-                            break
-                    seconds = timer.now() - start
-                cps = batch * reps / seconds
-                row.update(clips_per_s=cps, s_per_call=seconds / reps, calls=reps)
-                row["peak_mem_mib"] = ((torch.cuda.max_memory_allocated(device) - held) / 2**20 if device.type == "cuda"
-                                       else vae_encode.peak_rss_mib())
-                row["achieved_tflops"] = flops * cps / 1e12
+                    row.update(time_encode(model.encode_latents, batch, cfg, device, timer))
+                row["achieved_tflops"] = flops * row["clips_per_s"] / 1e12
                 row["fraction_of_peak"] = row["achieved_tflops"] / peak if peak else None
             except torch.OutOfMemoryError:
                 row["error"] = "out of memory"
-            finally:
-                x = None
             rows.append(row)
             print(f"  encoder {dtype_name} batch {batch}: {row.get('clips_per_s', row.get('error'))}", flush=True)
     del model
@@ -371,26 +377,9 @@ def bench_zoo(cfg: argparse.Namespace, device: torch.device) -> dict[str, Any]:
         for batch in cfg.zoo_batches:
             row: dict[str, Any] = {"vae": name, "batch": batch, "gflop_per_clip": flops / 1e9}
             try:
-                x = (torch.rand(batch, 3, *cfg.size, generator=torch.Generator().manual_seed(batch)) * 2 - 1).to(device)
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats(device)
-                    held = torch.cuda.memory_allocated(device)
-                for _ in range(cfg.warmup):
-                    enc.encode(x, seeds=[0] * batch)
-                start, reps = timer.now(), 0
-                while reps < cfg.min_reps or time.perf_counter() - start < cfg.min_seconds:
-                    enc.encode(x, seeds=[0] * batch)
-                    reps += 1
-                    if reps >= cfg.max_reps:
-                        break
-                row["clips_per_s"] = batch * reps / (timer.now() - start)
-                row["peak_mem_mib"] = ((torch.cuda.max_memory_allocated(device) - held) / 2**20
-                                       if device.type == "cuda" else vae_encode.peak_rss_mib())
+                row.update(time_encode(functools.partial(enc.encode, seeds=[0] * batch), batch, cfg, device, timer))
             except torch.OutOfMemoryError:
                 row["error"] = "out of memory"
-            finally:
-                x = None
             rows.append(row)
             print(f"  zoo {name} batch {batch}: {row.get('clips_per_s', row.get('error'))}", flush=True)
         del enc, model
