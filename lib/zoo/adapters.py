@@ -42,14 +42,15 @@ def _channel_view(values: Any, z: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(values, dtype=torch.float32, device=z.device).view(1, -1, 1, 1, 1)
 
 
-def _log2_blocks(n: int) -> int:
-    return 2 ** (n - 1)
+def _downsampling(n_blocks: int) -> int:
+    """Spatial factor of ``n_blocks`` encoder blocks that halve the resolution between them."""
+    return 2 ** (n_blocks - 1)
 
 
 # --- geometry and normalisation per class ------------------------------------------------------------
 def _wan_geometry(m: Any) -> VaeGeometry:
     c = m.config
-    spatial = c.scale_factor_spatial or _log2_blocks(len(c.dim_mult)) * (c.patch_size or 1)
+    spatial = c.scale_factor_spatial or _downsampling(len(c.dim_mult)) * (c.patch_size or 1)
     temporal = c.scale_factor_temporal or 2 ** sum(bool(v) for v in c.temperal_downsample)
     return VaeGeometry("causal", temporal, spatial, c.z_dim, spatial, normalisation="(z - latents_mean) / latents_std")
 
@@ -81,7 +82,7 @@ def _ltx_normalise(z: torch.Tensor, m: Any) -> torch.Tensor:
 
 def _cogvideox_geometry(m: Any) -> VaeGeometry:
     c = m.config
-    spatial = _log2_blocks(len(c.block_out_channels))
+    spatial = _downsampling(len(c.block_out_channels))
     return VaeGeometry("causal", int(c.temporal_compression_ratio), spatial, c.latent_channels, spatial,
                        normalisation="z * scaling_factor")
 
@@ -108,7 +109,7 @@ def _cosmos_normalise(z: torch.Tensor, m: Any) -> torch.Tensor:
 
 def _image_geometry(m: Any) -> VaeGeometry:
     c = m.config
-    spatial = _log2_blocks(len(c.block_out_channels))
+    spatial = _downsampling(len(c.block_out_channels))
     norm = "(z - shift_factor) * scaling_factor" if getattr(c, "shift_factor", None) else "z * scaling_factor"
     return VaeGeometry("per_frame", 1, spatial, c.latent_channels, spatial, normalisation=norm)
 

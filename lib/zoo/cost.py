@@ -18,7 +18,7 @@ from lib.zoo.adapters import get_adapter
 from lib.zoo.geometry import causal_input
 from lib.zoo.sources import require_diffusers
 
-DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
+DECODER_PREFIXES = ("decoder.", "post_quant_conv.")  # a diffusers VAE's decode-only weights
 BYTES_PER_VALUE = 2  # caches store float16
 
 

@@ -23,11 +23,11 @@ import torch
 
 from lib.cache.key import weights_sha256
 from lib.data.spatial import CropPolicy, SpatialPolicy
+from lib.zoo.cost import DECODER_PREFIXES
 from lib.zoo.geometry import causal_input, drop_padding_steps
 from lib.zoo.sources import load_zoo_vae
 
 CLIP_POLICY = "causal: first frame repeated to n*k+1 frames, padding steps dropped; per_frame: frames encoded alone"
-DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
 
 
 def json_config(model: Any) -> dict[str, Any]:
