@@ -11,12 +11,13 @@ its peak resident memory (``ru_maxrss``) and the largest part it handled:
   with the pooled-pixels encoder so the encoder itself costs nothing);
 * ``decord``: the floor, decord alone reading every frame in 16-frame batches and keeping none.
 
-What the toolkit holds no longer grows with the video: a video is handed over in parts of at
-most the budget (at least one clip), and the float32 resize holds one source-size frame at a
-time. decord itself still does: its demuxer runs ahead of the decoder into unbounded packet and
-frame queues, about the decoded size of the whole video (the ``decord`` rows), which no decord
-option bounds. The last column is what one buffer per video would hold (every clip's frames at
-once, as handed over: uint8 for ``device``, preprocessed float32 for ``workers``).
+What the toolkit holds does not grow with the video: a video is handed over in parts of at
+most the budget (at least one clip), the float32 resize holds one source-size frame at a time,
+and a video of more than 1 GiB decoded is read by the forward-only PyAV stream
+(:mod:`lib.data.video_stream`) instead of decord, whose read-ahead into unbounded frame queues
+(the ``decord`` rows) holds up to the rest of the video. The last column is what one buffer per
+video would hold (every clip's frames at once, as handed over: uint8 for ``device``,
+preprocessed float32 for ``workers``).
 
 Usage: ``python benchmarks/decode_memory.py [--height 2160] [--width 3840] [--lengths 1 2 4 8]
 [--budget-mb 256] [--modes workers device]``

@@ -21,7 +21,7 @@ from hostile_corpus import read_only_dir, write_narrow_video, write_vfr_video
 from lib.data.errors import DatasetError, VideoFrameSizeError, VideoUnreadableError, VideoVariableFrameRateError
 from lib.data.spatial import CropPolicy, PadPolicy, uint8_to_unit_range
 from lib.data.ucf101_report import format_report, integrity_report, summarize
-from lib.data.video import VideoReader, iter_clips
+from lib.data.video import VideoReader, frames_to_tensor, iter_clips
 from lib.data.video_writer import write_video
 from lib.errors import UnwritableLocationError
 from lib.paths import REPO_ROOT
@@ -57,10 +57,32 @@ def test_constant_frame_rate_with_the_same_steps_passes(tmp_path: Path) -> None:
 
 # --- frame sizes decord cannot copy ----------------------------------------------------------------
 @pytest.mark.parametrize("width", [8, 16, 24, 48])
-def test_narrow_valid_video_names_the_frame_size(tmp_path: Path, width: int) -> None:
+def test_narrow_valid_video_decodes_exactly_through_pyav(tmp_path: Path, width: int) -> None:
+    # decord 0.6.0 cannot copy these widths out; the reader switches the file to the PyAV stream.
     path = write_narrow_video(tmp_path / f"w{width}.avi", width)
+    expected = np.random.default_rng(width).integers(0, 256, (20, 32, width, 3), dtype=np.uint8)
+    with VideoReader(path) as reader:
+        assert reader.backend == "decord"
+        np.testing.assert_array_equal(reader.read_frames(np.arange(4)), expected[:4])
+        assert reader.backend == "stream"
+        np.testing.assert_array_equal(reader.read_frames(np.arange(20)), expected)
+    longer = write_narrow_video(tmp_path / f"w{width}_40.avi", width, frames=40)  # one 16-fps clip
+    [(clip, tensor)] = list(iter_clips(longer))
+    pixels = np.random.default_rng(width).integers(0, 256, (40, 32, width, 3), dtype=np.uint8)
+    assert torch.equal(tensor, frames_to_tensor(pixels[list(clip.frame_indices)]))
+
+
+def test_narrow_video_names_the_frame_size_when_pyav_fails_too(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from lib.data.video_stream import FrameStream, FrameStreamError
+
+    def fail(self: FrameStream, indices: np.ndarray) -> None:
+        raise FrameStreamError("PyAV cannot open its video stream (test)")
+
+    monkeypatch.setattr(FrameStream, "read", fail)
+    path = write_narrow_video(tmp_path / "w16.avi", 16)
     with pytest.raises(VideoFrameSizeError,
-                       match=rf"file is valid but decord 0\.6\.0 cannot copy out {width}x32 frames") as info:
+                       match=r"file is valid but decord 0\.6\.0 cannot copy out 16x32 frames") as info:
         with VideoReader(path) as reader:
             reader.read_frames(np.arange(4))
     assert "re-download" not in str(info.value) and "scale=" in info.value.fix and info.value.path == path

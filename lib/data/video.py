@@ -1,5 +1,10 @@
 """The one video reader of the project: a checked wrapper over decord (0.6.0, CPU).
 
+A video of more than 1 GiB of decoded frames (long 4K footage; never a UCF101 video) is decoded
+by the forward-only PyAV stream of :mod:`lib.data.video_stream` instead (same frames, one frame
+held at a time where decord's read-ahead holds up to the rest of the video); opening, indexing
+and every check below stay decord's.
+
 Contract of every clip this module returns: a ``torch.float32`` tensor of layout
 **(C, T, H, W)**, RGB channel order, values in **[-1, 1]** computed as ``x / 127.5 - 1`` from
 the decoded uint8 pixel ``x`` (so 0 -> -1.0 and 255 -> 1.0 exactly), contiguous.
@@ -32,39 +37,16 @@ Bad input never hangs and never yields a silently wrong clip; it raises a typed 
 * packet timestamps that drift more than half a frame period off the constant-rate grid
   (variable frame rate: frame ``i`` is not shown at ``i / fps``, so clips would play at the wrong
   speed) -> :class:`VideoVariableFrameRateError` (:mod:`lib.data.video_checks`);
-* a valid video whose frame size decord cannot copy out (8, 16, 24 or 48 px wide, measured) ->
-  :class:`VideoFrameSizeError`, saying how to re-encode it;
+* a valid video whose frame size decord cannot copy out (8, 16, 24 or 48 px wide, measured) is
+  read through the PyAV stream instead; only if that fails too -> :class:`VideoFrameSizeError`,
+  saying how to re-encode it;
 * a dangling symbolic link -> :class:`VideoUnreadableError` naming its target;
 * a video shorter than one clip: 0 clips in multi-clip modes, :class:`VideoTooShortError` in
   single-clip modes (:func:`lib.data.clips.sample_clips`).
 
-``strict=False`` turns decode errors, timestamp gaps and frame-rate drift into warnings and clamps a truncated
-AVI to the frames that truly decode: its complete packets (a cut one is dropped: lossless
-decoders reject it, lossy ones conceal it silently), or, when a packet fails to decode, the
-frames before it. decord then reads a temporary copy of the file cut there, so the clamped
-video behaves exactly, and deterministically, like a clean video of that length. (Reading the
-original would not: decord gives up at the first undecodable packet and its demuxer reads ahead
-of the requested frames, so reads of good frames near a bad packet fail or succeed from run to
-run.) Non-AVI containers are not clamped: a packet that fails to decode raises in both modes.
-
-An AVI without index (a cut file, or the copy above) is decoded forward only: there FFmpeg
-flags every packet as a keyframe and decord's seeks return wrong frames without an error.
-
-Decode errors are seen through a log callback on decord's own FFmpeg (libavutil bundled in the
-wheel; :mod:`lib.data.ffmpeg_log`, installed when the first reader opens a file), which also
-keeps FFmpeg's warnings (e.g. "Failed to parse extradata" on every XVID file PyAV writes,
-"packed B-frames" on DivX files) out of stderr: they go to the
-``lib.data.video.ffmpeg`` logger at DEBUG level. Attribution is per file, not per frame:
-decord decodes ahead of the requested frames, so a read is flagged when its frames, or packets
-decoded ahead of them, are damaged (damage inside the decoded range is always caught; damage
-just past it may or may not be). FFmpeg's log is per process: with several readers decoding at
-once in one process (threads, or readers left open), an error may be attributed to the wrong
-file - a false alarm, never a miss. Readers are closed by :func:`iter_clips` and the context
-manager; DataLoader workers are processes and unaffected.
-
-Not detectable through decord: damage that FFmpeg decodes without logging anything (e.g. an
-FFV1 packet overwritten with zeros comes back as a stale frame) and bit-valid garbage in
-uncompressed video.
+``strict=False`` turns these findings into warnings and clamps a truncated AVI to the frames
+that truly decode; how damage is detected, clamped and attributed (and what no check can see)
+is in :mod:`lib.data.video_damage`.
 """
 
 from __future__ import annotations
@@ -90,8 +72,10 @@ from lib.data.avi import (
 from lib.data.clips import Clip, ClipSpec, SamplingMode, sample_clips, union_indices
 from lib.data.errors import VideoEmptyError, VideoTruncatedError, VideoUnreadableError
 from lib.data.ffmpeg_log import log_tap
-from lib.data.spatial import SpatialPolicy, uint8_to_unit_range
+from lib.data.spatial import SpatialPolicy, frames_to_tensor, tensor_to_frames
+from lib.data.video_checks import frame_size
 from lib.data.video_damage import FIX_REDOWNLOAD, DamageChecks, decord_message, detail
+from lib.data.video_stream import FrameStream
 
 logger = logging.getLogger(__name__)
 
@@ -103,26 +87,10 @@ _RETRIES: Final[int] = 3
 # for long or large videos; UCF101 at 320x240 fits ~1100 frames, i.e. any whole video).
 DEFAULT_MAX_BATCH_BYTES: Final[int] = 256 * 2**20
 DEFAULT_CLIP_SPEC: Final[ClipSpec] = ClipSpec()  # 16 frames at 16 fps
-
-
-# --- value range helpers -------------------------------------------------------------------------
-def frames_to_tensor(frames: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """uint8 (T, H, W, 3) RGB frames -> float32 (C, T, H, W) in [-1, 1] (``x / 127.5 - 1``)."""
-    t = torch.from_numpy(frames) if isinstance(frames, np.ndarray) else frames
-    if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
-        raise ValueError(f"expected uint8 (T, H, W, 3) frames, got {t.dtype} {tuple(t.shape)}")
-    return uint8_to_unit_range(t.permute(0, 3, 1, 2))
-
-
-def tensor_to_frames(clip: torch.Tensor) -> np.ndarray:
-    """float (C, T, H, W) in [-1, 1] -> uint8 (T, H, W, 3) for display (rounded, clamped).
-
-    Exact inverse of :func:`frames_to_tensor`; out-of-range values (reconstructions) clamp.
-    """
-    if not clip.is_floating_point() or clip.ndim != 4 or clip.shape[0] != 3:
-        raise ValueError(f"expected a float (3, T, H, W) clip, got {clip.dtype} {tuple(clip.shape)}")
-    pixels = ((clip.detach().to("cpu", torch.float32) + 1.0) * 127.5).round_().clamp_(0, 255)
-    return pixels.to(torch.uint8).permute(1, 2, 3, 0).contiguous().numpy()
+# Videos whose decoded frames add up to more than this are read through the forward-only PyAV
+# stream (lib.data.video_stream), not decord: decord's read-ahead holds up to the rest of the
+# video (GBs for a long 4K one). A UCF101 video is at most ~0.4 GB decoded, so it stays on decord.
+DEFAULT_STREAM_ABOVE_BYTES: Final[int] = 4 * DEFAULT_MAX_BATCH_BYTES
 
 
 # --- reader ----------------------------------------------------------------------------------------
@@ -148,12 +116,18 @@ class VideoReader(DamageChecks):
     ``num_threads``: FFmpeg decoding threads (1 = one core per reader; scale with processes).
     ``strict``: raise on truncation, decode errors and timestamp gaps (default), or clamp and
     warn (see the module docstring for the exact rules).
+    ``stream_above_bytes``: a video whose decoded frames add up to more than this (frame count x
+    H x W x 3, from the container header) is decoded by the forward-only PyAV stream of
+    :mod:`lib.data.video_stream` (bounded memory, same frames) instead of decord (whose
+    read-ahead holds up to the rest of the video); ``None``: always decord. Opening, indexing
+    and every check below stay decord's either way. :attr:`backend` says which one reads.
 
     Opening indexes every packet (decord reads the whole container once) and validates the
     container; nothing is decoded until a read (or :attr:`info`, for the frame size).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, num_threads: int = 1, strict: bool = True) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, num_threads: int = 1, strict: bool = True,
+                 stream_above_bytes: int | None = DEFAULT_STREAM_ABOVE_BYTES) -> None:
         if num_threads < 0:
             raise ValueError(f"num_threads must be >= 0 (0 = FFmpeg's choice), got {num_threads}")
         self.path = Path(path)
@@ -175,10 +149,15 @@ class VideoReader(DamageChecks):
         # an index, where decord's seeks return wrong frames silently (see avi_has_idx1).
         self._sequential_only = False
         self._position = 0  # next frame decord decodes without seeking
+        self._frame_times: np.ndarray | None = None  # packet timestamps (s), set by _check_packets
+        self._stream: FrameStream | None = None  # the PyAV reader, when backend == "stream"
+        self.backend = "decord"
         self._vr: decord.VideoReader | None = self._open()
         try:
             self.fps = self._check_fps()
             self.num_frames = self._check_packets()
+            if stream_above_bytes is not None and self._decoded_bytes() > stream_above_bytes:
+                self.backend = "stream"
         except BaseException:
             self.close()  # free decord now, not when the exception's traceback dies
             raise
@@ -227,6 +206,15 @@ class VideoReader(DamageChecks):
 
     def _new_decord(self) -> decord.VideoReader:
         return decord.VideoReader(self._source, ctx=decord.cpu(0), num_threads=self._num_threads)
+
+    def _decoded_bytes(self) -> int:
+        """Bytes of the whole video's uint8 RGB frames, by the container header (0 if unknown)."""
+        size = self._shape_hint
+        if size is None:
+            wh = frame_size(self.path)
+            size = (wh[1], wh[0]) if wh is not None else None
+            self._shape_hint = size
+        return self.num_frames * size[0] * size[1] * 3 if size is not None else 0
 
     def _check_fps(self) -> float:
         fps = float(self._require_open().get_avg_fps())
@@ -311,14 +299,23 @@ class VideoReader(DamageChecks):
         return frames
 
     def _new_log_errors(self) -> list[str]:
-        """FFmpeg errors logged since the last call (or since opening): this file's."""
+        """FFmpeg errors logged since the last call (or since opening): this file's (decord's
+        FFmpeg through the log tap, PyAV's through the stream)."""
         errors = self._log_tap.errors_since(self._log_mark)
         self._log_mark = self._log_tap.mark()
+        if self._stream is not None:
+            errors += self._stream.take_errors()
         return errors
 
     def _get_batch(self, idx: np.ndarray) -> torch.Tensor:
         """decord's get_batch, or for sequential-only sources a forward run over
-        [position, max(idx)] (restarting from frame 0 to go back) from which idx is picked."""
+        [position, max(idx)] (restarting from frame 0 to go back) from which idx is picked;
+        the PyAV stream when :attr:`backend` is ``"stream"``."""
+        if self.backend == "stream":
+            if self._stream is None:
+                self._stream = FrameStream(self._source, fps=self.fps, num_frames=self.num_frames,
+                                           frame_times=self._frame_times, num_threads=self._num_threads)
+            return self._stream.read(idx)
         if not self._sequential_only:
             return self._decord_batch(idx)
         last = int(idx.max())
@@ -342,6 +339,7 @@ class VideoReader(DamageChecks):
         self._vr = None
         self._vr = self._new_decord()
         self._position = 0
+        self._close_stream()
         self._new_log_errors()  # opening an already validated file: its probe messages are known
 
     def _require_open(self) -> decord.VideoReader:
@@ -419,11 +417,17 @@ class VideoReader(DamageChecks):
     # -- lifetime ---------------------------------------------------------------------------------
     def close(self) -> None:
         """Free decord's reader (joins its decoder thread, so none of its messages can be
-        attributed to a later file) and any temporary copy. Idempotent."""
+        attributed to a later file), the PyAV stream and any temporary copy. Idempotent."""
         self._vr = None
+        self._close_stream()
         if self._prefix_copy is not None:
             self._prefix_copy.cleanup()
             self._prefix_copy = None
+
+    def _close_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
 
     def __enter__(self) -> VideoReader:
         return self

@@ -11,8 +11,10 @@ at ``i / fps``. Two kinds of valid files break what decord returns without a cle
   :class:`~lib.data.errors.VideoVariableFrameRateError` naming the frame and the drift.
 * **Frame sizes decord cannot copy out.** decord 0.6.0 fails on a few narrow widths (8, 16, 24,
   48 px, measured) with ``DECORDArrayCopyFromTo: The size must exactly match``: FFmpeg hands it
-  rows padded to an alignment and decord requires unpadded ones. That is not damage:
-  :func:`frame_size_error` says so and how to re-encode, instead of "a packet does not decode".
+  rows padded to an alignment and decord requires unpadded ones. That is not damage: the reader
+  decodes such a file through PyAV instead (:mod:`lib.data.video_stream`), and only if that fails
+  too :func:`frame_size_error` says what is wrong and how to re-encode, instead of "a packet does
+  not decode".
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def is_frame_size_failure(decord_message: str) -> bool:
     return _COPY_FAILURE in decord_message
 
 
-def _frame_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+def frame_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """(width, height) of the first video stream, read by PyAV (decord cannot tell it here)."""
     try:
         import av
@@ -79,7 +81,7 @@ def _frame_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
 
 def frame_size_error(path: str | os.PathLike[str], detail: str) -> VideoFrameSizeError:
     """The error for a frame size decord 0.6.0 cannot copy out (``detail``: decord's message)."""
-    size = _frame_size(path)
+    size = frame_size(path)
     width = size[0] if size else None
     what = f"{size[0]}x{size[1]} frames" if size else "its frames"
     target = -(-width // 32) * 32 if width else 64

@@ -6,6 +6,37 @@ against the packets (truncation), and the first frame that does not decode when 
 mid-read. With ``strict`` a finding raises its typed error (:mod:`lib.data.errors`); without,
 it is warned about once and the reader is clamped to a copy of the file cut before the first
 packet that does not decode, so the clamped video reads exactly like a clean one of that length.
+
+``strict=False`` turns decode errors, timestamp gaps and frame-rate drift into warnings and clamps a truncated
+AVI to the frames that truly decode: its complete packets (a cut one is dropped: lossless
+decoders reject it, lossy ones conceal it silently), or, when a packet fails to decode, the
+frames before it. decord then reads a temporary copy of the file cut there, so the clamped
+video behaves exactly, and deterministically, like a clean video of that length. (Reading the
+original would not: decord gives up at the first undecodable packet and its demuxer reads ahead
+of the requested frames, so reads of good frames near a bad packet fail or succeed from run to
+run.) Non-AVI containers are not clamped: a packet that fails to decode raises in both modes.
+
+An AVI without index (a cut file, or the copy above) is decoded forward only: there FFmpeg
+flags every packet as a keyframe and decord's seeks return wrong frames without an error.
+
+Decode errors are seen through a log callback on decord's own FFmpeg (libavutil bundled in the
+wheel; :mod:`lib.data.ffmpeg_log`, installed when the first reader opens a file), which also
+keeps FFmpeg's warnings (e.g. "Failed to parse extradata" on every XVID file PyAV writes,
+"packed B-frames" on DivX files) out of stderr: they go to the
+``lib.data.video.ffmpeg`` logger at DEBUG level. Attribution is per file, not per frame:
+decord decodes ahead of the requested frames, so a read is flagged when its frames, or packets
+decoded ahead of them, are damaged (damage inside the decoded range is always caught; damage
+just past it may or may not be). FFmpeg's log is per process: with several readers decoding at
+once in one process (threads, or readers left open), an error may be attributed to the wrong
+file - a false alarm, never a miss. Readers are closed by :func:`iter_clips` and the context
+manager; DataLoader workers are processes and unaffected.
+
+Not detectable through decord: damage that FFmpeg decodes without logging anything (e.g. an
+FFV1 packet overwritten with zeros comes back as a stale frame) and bit-valid garbage in
+uncompressed video.
+
+With the PyAV stream (:mod:`lib.data.video_stream`) FFmpeg's errors come from PyAV's own log,
+captured during each read, and a decoded frame whose timestamp is not the index's raises.
 """
 
 from __future__ import annotations
@@ -30,6 +61,7 @@ from lib.data.avi import (
 )
 from lib.data.errors import VideoEmptyError, VideoTruncatedError, VideoUnreadableError
 from lib.data.video_checks import frame_rate_error, frame_size_error, is_frame_size_failure
+from lib.data.video_stream import FrameStreamError
 
 # The reader's own logger: these warnings are about the video it reads.
 logger = logging.getLogger("lib.data.video")
@@ -63,6 +95,8 @@ class DamageChecks:
     _source: str
     _prefix_copy: tempfile.TemporaryDirectory[str] | None
     _vr: decord.VideoReader | None
+    _frame_times: np.ndarray | None
+    backend: str
 
     def _check_packets(self) -> int:
         """Number of usable frames, after checking packet timestamps against the header."""
@@ -87,6 +121,7 @@ class DamageChecks:
             steps = np.zeros(0)
         elif packets > 1:
             reach = int(np.floor((starts[-1] - starts[0]) * self.fps + 0.5)) + 1
+            self._frame_times = starts
         gaps = np.flatnonzero(steps > _GAP_TOLERANCE / self.fps)
         if gaps.size:
             first = int(gaps[0])
@@ -178,19 +213,26 @@ class DamageChecks:
         """
         try:
             return self._get_batch(idx)
-        except DECORDError as e:
+        except (DECORDError, FrameStreamError) as e:
             error = e
         detail = decord_message(str(error))
         if is_frame_size_failure(str(error)):  # decord's own limitation, not damage: no bisection
             self._reopen()
+            if self.backend == "decord":  # PyAV copies any frame size: read this file through it
+                self.backend = "stream"
+                logger.debug("%s: decord cannot copy out its frames; decoding through PyAV", self.path)
+                try:
+                    return self._get_batch(idx)
+                except FrameStreamError as e:
+                    raise frame_size_error(self.path, f"{detail}; PyAV: {e}") from e
             raise frame_size_error(self.path, detail) from error
         k = self._decodable_prefix()
         self._reopen()  # decord's decoder state after an error is not to be trusted
         if k is None:
             raise VideoTruncatedError(
-                self.path, f"a packet does not decode (decord: {detail}); decord stops at it and reads ahead of "
+                self.path, f"a packet does not decode ({self._decoder()}: {detail}); decord stops at it and reads ahead of "
                 "the requested frames, so reads of earlier frames of this file can fail too", FIX_REDOWNLOAD) from error
-        reason = f"the container indexes {self.num_frames} frames but only the first {k} decode (decord: {detail})"
+        reason = f"the container indexes {self.num_frames} frames but only the first {k} decode ({self._decoder()}: {detail})"
         if k == 0:
             raise VideoEmptyError(self.path, reason, FIX_REDOWNLOAD) from error
         truncation = VideoTruncatedError(self.path, reason,
@@ -206,9 +248,13 @@ class DamageChecks:
             raise truncation from error
         try:
             return self._get_batch(idx)
-        except DECORDError as e:  # every frame decodes in a clean copy, yet not here: give up
+        except (DECORDError, FrameStreamError) as e:  # every frame decodes in a clean copy, yet not here
             raise VideoUnreadableError(self.path, f"decord fails on frames that decode sequentially "
-                                       f"(decord: {decord_message(str(e))})", FIX_REDOWNLOAD) from e
+                                       f"({self._decoder()}: {decord_message(str(e))})", FIX_REDOWNLOAD) from e
+
+    def _decoder(self) -> str:
+        """Who decodes this reader's frames, for messages."""
+        return "PyAV" if self.backend == "stream" else "decord"
 
     def _decodable_prefix(self) -> int | None:
         """Number of leading frames that decode (AVI only; None for other containers)."""
