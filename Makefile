@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PARAMS ?= params/default.yaml
 
-.PHONY: venv study test test-fast data vae rehearsal gpu-check lab strip clean-runs
+.PHONY: venv study test test-fast data vae vae-gpu rehearsal gpu-check lab strip clean-runs
 
 venv: $(STAMP)
 
@@ -46,6 +46,12 @@ VAE_STEPS ?= 250
 vae: $(STAMP)
 	$(BIN)/python -m lib.vae train --preset pretrain --out $(VAE_RUN) --threads 1 --until-step $(VAE_STEPS)
 	$(BIN)/python -m lib.vae standin --run $(VAE_RUN) --command "make vae"
+
+## The same pretraining on a GPU (preset pretrain_gpu, VAE_GPU_MINUTES of training, resumable),
+## exported as a candidate stand-in with probe figures: outputs/benchmarks/gpu_pretrain/.
+VAE_GPU_MINUTES ?= 6
+vae-gpu: $(STAMP)
+	$(BIN)/python benchmarks/gpu_pretrain.py --device cuda --minutes $(VAE_GPU_MINUTES)
 
 ## Rehearse the UCF101 path (params/ucf101_reducio.yaml's notebooks and settings) on this CPU:
 ## a UCF101-layout stand-in and a random-weight Lightning checkpoint of the ft4 geometry; <= 15 min.

@@ -286,6 +286,8 @@ def test_smoke_run_writes_its_files_and_loads(uninterrupted: Path) -> None:
 
     state = torch.load(out / STATE_NAME, weights_only=True)  # plain types + tensors only
     assert state["step"] == 4
+    assert state["devices"] == metrics["devices"] and len(metrics["devices"]) == 1  # what trained it
+    assert metrics["devices"][0].startswith("cpu: ")
     loaded = load_reducio(out / WEIGHTS_NAME)
     assert PRESETS["smoke"].ema_decay > 0  # the export is the weight average, the state holds both
     averaged, last = build_model(PRESETS["smoke"], seed=0), build_model(PRESETS["smoke"], seed=0)
@@ -366,3 +368,19 @@ def test_until_step_stops_at_that_step_however_many_invocations(smoke_root: Path
     assert (out / STATE_NAME).stat().st_mtime_ns == before
     full = torch.load(uninterrupted / STATE_NAME, weights_only=True)
     assert full["step"] == 4 and full["model"].keys() == state["model"].keys()
+
+
+def test_device_is_checked_before_anything_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from lib.vae.train_step import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="cpu, cuda"):
+        resolve_device("tpu")
+    if torch.cuda.is_available():
+        return
+    with pytest.raises(ValueError, match="no CUDA device.*--device cpu"):
+        resolve_device("cuda")
+    out = tmp_path / "run"
+    assert main(["--preset", "smoke", "--out", str(out), "--device", "cuda", "--no-progress"]) == 1
+    assert "no CUDA device" in capsys.readouterr().err and not out.exists()  # nothing decoded, nothing written

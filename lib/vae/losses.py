@@ -344,7 +344,7 @@ def global_shift_targets(x: torch.Tensor, *, content_index: int, max_shift: int 
             cost[:, :, row, col] = (frames - moved).abs().mean(dim=(1, 3, 4))
     best = cost.flatten(2).argmin(dim=2).reshape(-1)  # (B*T,) flat index into the (n, n) grid
     iy, ix = best // n, best % n
-    flat, rows = cost.reshape(b * t, n, n), torch.arange(b * t)
+    flat, rows = cost.reshape(b * t, n, n), torch.arange(b * t, device=cost.device)
     dx = _parabola_offset(
         flat[rows, iy, (ix - 1).clamp(min=0)],
         flat[rows, iy, ix],

@@ -116,10 +116,12 @@ def linear_probe(
 
 @torch.no_grad()
 def encode_means(vae: Any, clips: torch.Tensor, *, batch_size: int = 16) -> torch.Tensor:
-    """Posterior means (N, C, T', H', W') of float clips (N, 3, T, H, W), in float32."""
+    """Posterior means (N, C, T', H', W') of float clips (N, 3, T, H, W), in float32, on the CPU
+    (each batch is encoded on the VAE's device)."""
+    device = next(vae.parameters()).device
     out = []
     for start in range(0, len(clips), batch_size):
-        out.append(vae.encode_latents(clips[start : start + batch_size].float()).float())
+        out.append(vae.encode_latents(clips[start : start + batch_size].float().to(device)).float().cpu())
     return torch.cat(out)
 
 
@@ -133,10 +135,12 @@ def probe_vae(
     workers: int | None = None,
     progress: bool = False,
     reconstruction: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """The three measurements of the module docstring for the VAE ``vae_source`` (a path or any
     source :func:`lib.vae.load_reducio` accepts) on ``data_root`` (default: the embedded default
-    dataset, generated if missing). Returns a JSON-ready dict."""
+    dataset, generated if missing), encoding on ``device`` (float32 whatever the device; the
+    probe itself always runs on the CPU in float64). Returns a JSON-ready dict."""
     from lib.cache.encoders import pooled_shape
     from lib.vae.clip_data import center_clips, decode_clip_bank, train_val_records
     from lib.vae.loading import load_reducio
@@ -147,7 +151,9 @@ def probe_vae(
         from lib.data.synth import ensure_synthetic
 
         data_root = ensure_synthetic("default", progress=progress)
-    vae = load_reducio(str(vae_source), device="cpu").float().eval()
+    from lib.vae.train_step import resolve_device
+
+    vae = load_reducio(str(vae_source), device="cpu").float().eval().to(resolve_device(device))
     policy = input_policy(vae)
     train_records, val_records, split = train_val_records(
         data_root, fold=fold, val_fraction=val_fraction, val_seed=val_seed
@@ -184,23 +190,28 @@ def probe_vae(
         "pooled_shape": list(pool),
     }
     if reconstruction and getattr(vae, "has_decoder", False):
-        from lib.vae.train_eval import BLUR_BASELINE_SIGMA, evaluate
-
-        held = evaluate(vae, banks["val"], crop=policy.crop)
-        result["reconstruction"] = {
-            "clips": held["clips"],
-            "vae": {"psnr": round(held["psnr"], 4), "ssim": round(held["ssim"], 5)},
-            "repeat_content_frame": {"psnr": round(held["baseline_psnr"], 4), "ssim": round(held["baseline_ssim"], 5)},
-            "blurred_content_frame": {
-                "psnr": round(held["blurred_psnr"], 4),
-                "ssim": round(held["blurred_ssim"], 5),
-                "sigma_px": BLUR_BASELINE_SIGMA,
-            },
-            "gain_over_content_frame_db": round(held["psnr"] - held["baseline_psnr"], 4),
-            "gain_over_blurred_content_frame_db": round(held["psnr"] - held["blurred_psnr"], 4),
-        }
+        result["reconstruction"] = _reconstruction(vae, banks["val"], crop=policy.crop)
     result["seconds"] = round(time.perf_counter() - start, 1)
     return result
+
+
+def _reconstruction(vae: Any, bank: Any, *, crop: tuple[int, int]) -> dict[str, Any]:
+    """Held-out PSNR/SSIM of the VAE and of the two trivial baselines (``lib.vae.train_eval``)."""
+    from lib.vae.train_eval import BLUR_BASELINE_SIGMA, evaluate
+
+    held = evaluate(vae, bank, crop=crop)
+    return {
+        "clips": held["clips"],
+        "vae": {"psnr": round(held["psnr"], 4), "ssim": round(held["ssim"], 5)},
+        "repeat_content_frame": {"psnr": round(held["baseline_psnr"], 4), "ssim": round(held["baseline_ssim"], 5)},
+        "blurred_content_frame": {
+            "psnr": round(held["blurred_psnr"], 4),
+            "ssim": round(held["blurred_ssim"], 5),
+            "sigma_px": BLUR_BASELINE_SIGMA,
+        },
+        "gain_over_content_frame_db": round(held["psnr"] - held["baseline_psnr"], 4),
+        "gain_over_blurred_content_frame_db": round(held["psnr"] - held["blurred_psnr"], 4),
+    }
 
 
 def _bank_size(policy: Any, sample_path: Path) -> tuple[int, int]:
@@ -243,13 +254,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val-fraction", type=float, default=0.1)
     parser.add_argument("--val-seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="where the VAE encodes: cpu (default), cuda[:N] or auto")
     parser.add_argument("--no-reconstruction", action="store_true", help="skip the reconstruction metrics")
     parser.add_argument("--json", type=Path, default=None, help="also write the result to this JSON file")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     from lib.data.errors import DataError
+    from lib.vae.train_step import resolve_device
 
+    try:
+        resolve_device(args.device)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     try:
         result = probe_vae(
             args.vae,
@@ -259,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             val_seed=args.val_seed,
             reconstruction=not args.no_reconstruction,
             progress=True,
+            device=args.device,
         )
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)

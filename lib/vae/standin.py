@@ -132,6 +132,7 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
             "train_wall_time_s": m["train_wall_time_s"],
             "train_clips": m["train_bank"]["clips"],
             "heldout": m["heldout"],
+            "devices": m.get("devices", []),
         }
     state_path = run_dir / "train_state.pt"
     if not state_path.is_file():
@@ -154,6 +155,7 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
         "train_wall_time_s": round(float(state["elapsed_s"]), 2),
         "train_clips": None,
         "heldout": None,
+        "devices": list(state.get("devices", [])),
     }
 
 
@@ -186,15 +188,18 @@ def provenance(run_dir: Path, *, command: str) -> dict[str, Any]:
         "batch_size": run["batch_size"],
         "train_wall_time_s": run["train_wall_time_s"],
         "machine": machine(),
+        "train_devices": run["devices"],
         "training_metrics": {"heldout": run["heldout"]},
     }
 
 
 def export_standin(
-    run_dir: str | Path, *, command: str, out: Path = STANDIN_FILE, record: Path = STANDIN_RECORD, progress: bool = True
+    run_dir: str | Path, *, command: str, out: Path = STANDIN_FILE, record: Path = STANDIN_RECORD,
+    progress: bool = True, device: str = "cpu", probe_data: Path | None = None,
 ) -> dict[str, Any]:
-    """Write the stand-in from a finished pretraining run: fp16 weights, probe figures measured on
-    that fp16 file, provenance in its metadata, and the sha256 record. Returns the record."""
+    """Write the stand-in from a pretraining run: fp16 weights, probe figures measured on that fp16
+    file (encoded on ``device``; on the labelled ``probe_data``, default the embedded default),
+    provenance in its metadata, and the sha256 record. Returns the record."""
     import torch
 
     from lib.runs import atomic_write_text
@@ -207,7 +212,7 @@ def export_standin(
     info = provenance(run_dir, command=command)
     draft = out.with_name(f".{out.name}.draft.safetensors")
     save_reducio(vae, draft, dtype=torch.float16, extra={"training": training})
-    quality = probe_vae(draft, progress=progress)
+    quality = probe_vae(draft, data_root=probe_data, progress=progress, device=device)
     info["quality"] = quality
     save_reducio(
         load_reducio(str(draft), device="cpu"), out, dtype=torch.float16, extra={"training": training, "standin": info}

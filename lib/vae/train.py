@@ -78,7 +78,7 @@ from lib.vae.train_state import (
     export_weights,
     load_train_state,
 )
-from lib.vae.train_step import build_model, build_optimizer, train_step
+from lib.vae.train_step import build_model, build_optimizer, resolve_device, train_step
 
 # The names scripts, tests and lib.vae.local use from this module (the command's namespace).
 __all__ = [
@@ -203,6 +203,8 @@ def _add_invocation_options(parser: argparse.ArgumentParser) -> None:
     run_opts = parser.add_argument_group("this invocation only (not part of the run's identity)")
     run_opts.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
     run_opts.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    run_opts.add_argument("--device", default="cpu",
+                          help="cpu (default), cuda[:N], or auto (CUDA when available); recorded in metrics.json")
     run_opts.add_argument(
         "--stop-after",
         type=int,
@@ -306,6 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     try:
         cfg = config_from_args(args)  # ValueError here = an invalid setting, reported as such
+        resolve_device(args.device)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -318,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_after=args.stop_after,
             time_limit=args.time_limit,
             until_step=args.until_step,
+            device=args.device,
         )
     except (DataError, TrainStateError) as err:  # anything else is a bug: keep its traceback
         print(f"error: {err}", file=sys.stderr)

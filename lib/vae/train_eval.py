@@ -37,11 +37,12 @@ def evaluate(model: Any, bank: ClipBank, *, crop: tuple[int, int], batch_size: i
     """
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device  # the bank stays on the CPU; batches go to the model
     idx = list(range(len(bank))) if indices is None else list(indices)
     sums = {"psnr": 0.0, "ssim": 0.0, "baseline_psnr": 0.0, "baseline_ssim": 0.0, "blurred_psnr": 0.0,
             "blurred_ssim": 0.0}
     for start in range(0, len(idx), batch_size):
-        x = center_clips(bank, idx[start:start + batch_size], crop=crop)  # (B, 3, T, h, w)
+        x = center_clips(bank, idx[start:start + batch_size], crop=crop).to(device)  # (B, 3, T, h, w)
         rec = model.reconstruct(x, sample=False).clamp(-1.0, 1.0)
         k = (x.shape[2] - 1) // 2
         base = x[:, :, k:k + 1].expand_as(x)

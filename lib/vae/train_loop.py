@@ -52,7 +52,16 @@ from lib.vae.train_state import (
     read_history,
     remove_stale_temps,
 )
-from lib.vae.train_step import MotionInputs, build_model, build_optimizer, seed_everything, train_step, update_ema
+from lib.vae.train_step import (
+    MotionInputs,
+    build_model,
+    build_optimizer,
+    describe_device,
+    resolve_device,
+    seed_everything,
+    train_step,
+    update_ema,
+)
 
 POSTERIOR_DOMAIN = 0x5A3F  # seed stream of the per-step posterior noise
 
@@ -140,6 +149,8 @@ class _Training:
     probe: list[int]
     history: RunDir
     log: Log
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    devices: list[str] = field(default_factory=list)  # what trained the run, over its invocations
     step: int = 0
     elapsed: float = 0.0
     logged: int = 0  # last step history.csv holds
@@ -154,8 +165,14 @@ class _Training:
 
 
 def run(cfg: RunConfig, out: Path, *, workers: int | None = None, progress: bool = True, stop_after: int | None = None,
-        time_limit: float | None = None, until_step: int | None = None, log: Log = _stderr) -> dict[str, Any]:
+        time_limit: float | None = None, until_step: int | None = None, device: str = "cpu",
+        log: Log = _stderr) -> dict[str, Any]:
     """Train (or resume, or finish) the run ``cfg`` in ``out``; return its status.
+
+    ``device``: where the model trains (``cpu``, ``cuda[:N]``, ``auto``); the banks stay in CPU
+    memory and each batch is copied over. Not part of the run's identity: a run may be resumed
+    on another device (``train_state.pt`` and ``metrics.json`` list every device that trained it),
+    but only a same-device, same-thread-count resume is bit-identical to an uninterrupted run.
 
     ``stop_after``: optimizer steps to run in THIS invocation before checkpointing and returning
     (as if the job had been killed right after that checkpoint; for preemptible jobs and tests).
@@ -178,11 +195,12 @@ def run(cfg: RunConfig, out: Path, *, workers: int | None = None, progress: bool
         if until_step is not None and state["step"] >= until_step:
             log(f"{out}: run at step {state['step']} (>= {until_step}); nothing to do")
             return {"status": "stopped", "step": state["step"]}
+    dev = resolve_device(device)
     seed_everything(cfg.seed)
     banks = load_banks(cfg, workers=workers, progress=progress)
     log(f"train bank: {bank_summary(banks.train)}; val bank: {bank_summary(banks.val)}; "
         f"decoded in {banks.seconds:.1f} s; groups {banks.groups}")
-    training = _start(cfg, out, banks, state, log)
+    training = _start(cfg, out, banks, state, log, dev)
     start_step = training.step
     if _train(training, progress=progress, stop_after=stop_after, time_limit=time_limit, until_step=until_step):
         return {"status": "stopped", "step": training.step}
@@ -194,33 +212,41 @@ def run(cfg: RunConfig, out: Path, *, workers: int | None = None, progress: bool
     return {"status": "complete", "step": training.step, "metrics": metrics}
 
 
-def _start(cfg: RunConfig, out: Path, banks: Banks, state: dict[str, Any] | None, log: Log) -> _Training:
-    """The seeded model, optimizer, weight average and sampler, restored from ``state`` if any."""
+def _start(cfg: RunConfig, out: Path, banks: Banks, state: dict[str, Any] | None, log: Log,
+           device: torch.device) -> _Training:
+    """The seeded model, optimizer, weight average and sampler on ``device``, restored from
+    ``state`` if any (seeded on the CPU, so the initial weights do not depend on the device)."""
     p = cfg.preset
-    model = build_model(p, cfg.seed)
+    model = build_model(p, cfg.seed).to(device)
     readout = build_readout(model, p)
+    if readout is not None:
+        readout = readout.to(device)
     optimizer = build_optimizer(model, p, readout)
     ema = copy.deepcopy(model).requires_grad_(False) if p.ema_decay > 0 else None
     step, elapsed = 0, 0.0
+    devices = list(state.get("devices", [])) if state is not None else []
+    if describe_device(device) not in devices:
+        devices.append(describe_device(device))
     if state is not None:
         model.load_state_dict(state["model"])
         if ema is not None:
             ema.load_state_dict(state["ema"])
         if readout is not None:
             readout.load_state_dict(state["readout"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # moves the moments to the parameters' device
         restore_rng_state(state["rng"])
         step, elapsed = int(state["step"]), float(state["elapsed_s"])
         log(f"resuming {out} at step {step}/{p.steps} ({elapsed:.0f} s trained so far)")
     n_params = sum(t.numel() for t in model.parameters())
     log(f"model {p.model_preset}: {n_params / 1e6:.2f} M parameters; {p.steps} steps x {p.batch_size} clips of "
-        f"{p.crop[0]}x{p.crop[1]}; torch threads {torch.get_num_threads()}")
+        f"{p.crop[0]}x{p.crop[1]}; device {describe_device(device)}; torch threads {torch.get_num_threads()}")
     sampler = ClipBatchSampler(banks.train, batch_size=p.batch_size, crop=p.crop, hflip=p.hflip, seed=cfg.seed,
                                color=p.color_aug)
     probe = spread_indices(len(banks.val), p.probe_clips) if p.probe_clips > 0 else []
     return _Training(cfg=cfg, out=out, banks=banks, model=model, optimizer=optimizer, ema=ema, readout=readout,
                      sampler=sampler,
-                     schedule=lr_schedule(p), probe=probe, history=RunDir(out), log=log, step=step, elapsed=elapsed,
+                     schedule=lr_schedule(p), probe=probe, history=RunDir(out), log=log, device=device,
+                     devices=devices, step=step, elapsed=elapsed,
                      logged=last_logged_step(out / HISTORY_NAME))
 
 
@@ -254,8 +280,11 @@ def _step(t: _Training) -> dict[str, float]:
     p, step = t.cfg.preset, t.step
     t0 = time.perf_counter()
     lr = t.schedule.apply(t.optimizer, step)  # each group at lr x its lr_scale
-    x = t.sampler.batch(step, p.crop_at(step))  # (B, 3, 16, h, w) in [-1, 1]
-    motion = MotionInputs(*t.sampler.motion(step, p.crop_at(step)), readout=t.readout) if _needs_motion(p) else None
+    x = t.sampler.batch(step, p.crop_at(step)).to(t.device)  # (B, 3, 16, h, w) in [-1, 1]
+    motion = None
+    if _needs_motion(p):
+        field_px, has_field = t.sampler.motion(step, p.crop_at(step))
+        motion = MotionInputs(field_px.to(t.device), has_field.to(t.device), readout=t.readout)
     terms = train_step(t.model, t.optimizer, x, weights=p.loss, motion=motion,
                        generator=make_generator(t.cfg.seed, POSTERIOR_DOMAIN, step), grad_clip=p.grad_clip,
                        bf16=p.bf16, sample=p.sample_posterior, mse_head_only=p.mse_head_only)
@@ -287,7 +316,7 @@ def _checkpoint(t: _Training) -> None:
                        "model_params": get_preset(p.model_preset), "model": t.model.state_dict(),
                        **({"ema": t.ema.state_dict()} if t.ema is not None else {}),
                        **({"readout": t.readout.state_dict()} if t.readout is not None else {}),
-                       "optimizer": t.optimizer.state_dict(), "rng": capture_rng_state(),
+                       "optimizer": t.optimizer.state_dict(), "rng": capture_rng_state(), "devices": t.devices,
                        "torch": str(torch.__version__)}, t.out / STATE_NAME)
     export_weights(t.scored, t.out, t.cfg, at_step)
 
@@ -339,6 +368,7 @@ def _metrics(t: _Training, held: dict[str, float], eval_seconds: float) -> dict[
         "final_train_l1_mean_last_10": mean_last(last_rows, "l1", 10),
         "config": cfg.to_dict(),
         "threads": torch.get_num_threads(),
+        "devices": t.devices,
         "torch": str(torch.__version__),
         "python": platform.python_version(),
         "files": {"weights": WEIGHTS_NAME, "state": STATE_NAME, "history": HISTORY_NAME},

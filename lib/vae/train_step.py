@@ -18,6 +18,31 @@ from lib.vae.presets import get_preset
 from lib.vae.train_presets import TrainPreset
 
 
+def resolve_device(device: str) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:N"``, or ``"auto"`` (CUDA when available)."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu, cuda[:N] or auto, got {device!r}")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device (torch {torch.__version__}); "
+                         "use --device cpu")
+    return dev
+
+
+def describe_device(device: torch.device) -> str:
+    """What trained, for the provenance: ``"cuda: NVIDIA H200"`` or ``"cpu: <model>"``."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    from lib.env_check import cpu_model
+
+    return f"cpu: {cpu_model()}"
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch global generators (the loop itself uses per-step generators)."""
     random.seed(seed)
@@ -43,9 +68,9 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     """One AdamW step on clips ``x`` (B, 3, T, H, W) with the official forward pass.
 
     forward = posterior sample (``generator``) -> latent layer norm -> decode with the content
-    frame (T - 1) // 2. ``bf16``: run the forward under CPU bfloat16 autocast (weights, gradients,
-    optimizer and loss stay float32; the official model was trained under fp16 autocast, and on
-    a CPU with AVX512-BF16 this makes the convolutions 1.6-2.8x faster). Returns the loss terms
+    frame (T - 1) // 2. ``bf16``: run the forward under bfloat16 autocast on the batch's device
+    (weights, gradients, optimizer and loss stay float32; the official model was trained under
+    fp16 autocast, and on a CPU with AVX512-BF16 this makes the convolutions 1.6-2.8x faster). Returns the loss terms
     and the pre-clipping gradient norm. ``mse_head_only``: the MSE term's gradient reaches only the
     decoder's ``conv_out`` (the filter on the content frame); the rest of the model learns from
     the other terms (see :attr:`TrainPreset.mse_head_only` for why). ``motion``: the batch's
@@ -55,7 +80,7 @@ def train_step(model: Any, optimizer: torch.optim.Optimizer, x: torch.Tensor, *,
     """
     model.train()
     flow = None
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
         if weights.shift > 0 or weights.motion > 0:  # the auxiliary terms need the displacement field
             x_rec, posterior, flow = model(x, sample=sample, generator=generator, return_flow=True)
         else:
