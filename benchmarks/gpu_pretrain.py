@@ -81,7 +81,8 @@ def run(*, device: str, minutes: float, quick: bool, out: Path, workers: int | N
 
     command = "python benchmarks/gpu_pretrain.py " + " ".join(sys.argv[1:])
     t = time.perf_counter()
-    record = export_standin(run_dir, command=command, out=out / CANDIDATE, record=out / (CANDIDATE[:-12] + ".json"),
+    candidate = out / CANDIDATE
+    record = export_standin(run_dir, command=command, out=candidate, record=candidate.with_suffix(".json"),
                             progress=False, device=str(dev), probe_data=labelled)
     timings["export_and_probe_s"] = time.perf_counter() - t
     history = (run_dir / "history.csv").read_text().splitlines()
@@ -101,7 +102,7 @@ def run(*, device: str, minutes: float, quick: bool, out: Path, workers: int | N
         "pooled_pixels_probe_val_accuracy": quality["pooled_pixels_probe"]["val_accuracy"],
         "reconstruction": quality.get("reconstruction"),
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
-        "candidate": str(out / CANDIDATE),
+        "candidate": str(candidate),
         "sha256": record["sha256"],
     }
 

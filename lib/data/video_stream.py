@@ -74,7 +74,7 @@ class FrameStream:
         if wanted.size == 0:
             raise ValueError("indices must not be empty")
         if int(wanted[0]) < self._next:
-            self._restart()
+            self.close()  # going back: decode again from the start
         # Where each distinct frame goes in the output (repeats: several rows).
         rows: dict[int, np.ndarray] = {int(f): np.flatnonzero(idx == f) for f in wanted}
         out: torch.Tensor | None = None
@@ -152,9 +152,6 @@ class FrameStream:
             stream.thread_count = self._num_threads
         self._frames = self._container.decode(stream)
         self._next = 0
-
-    def _restart(self) -> None:
-        self.close()
 
     def close(self) -> None:
         """Close the file (idempotent); the next read decodes from the start."""
