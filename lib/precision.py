@@ -125,17 +125,20 @@ def recorded_build_settings(cache_dir: Path) -> tuple[int | None, int | None]:
 
 def cache_encoders(cache: Cache, dtypes: Sequence[str], vae_source: str | None = None) -> dict[str, VaeClipEncoder]:
     """One CPU encoder per compute dtype, each the VAE the cache was built with (same weights and
-    config by the key; CacheError otherwise) storing what the cache stores (latents, content)."""
+    config by the key; CacheError otherwise) in the build's memory layout, storing what the cache
+    stores (latents, content)."""
     if cache.source_kind == POOLED_PIXELS:
         raise CacheError(cache.path, "is the pooled-pixels control: it has no encoder arithmetic to compare",
                          "pass the study's latent cache (data/caches/<name>/latent)")
     outputs = cache.key["outputs"]
-    source = vae_source or read_manifest(cache.path)["provenance"]["encoder"]["source"]
+    recorded_encoder = read_manifest(cache.path)["provenance"]["encoder"]
+    source = vae_source or recorded_encoder["source"]
+    channels_last = recorded_encoder.get("memory_format") == "channels_last_3d"  # absent: built contiguous
     recorded = {k: v for k, v in cache.key["encoder"].items() if k != "compute_dtype"}
     encoders = {}
     for dtype in dtypes:
         encoder = make_encoder(source, device="cpu", dtype=dtype, layer_norm=outputs["layer_norm"],
-                               content_features=outputs["content_features"])
+                               content_features=outputs["content_features"], channels_last=channels_last)
         assert isinstance(encoder, VaeClipEncoder)  # a pooled-pixels source is refused above
         differences = key_differences(recorded, {k: v for k, v in encoder.key().items() if k != "compute_dtype"})
         if differences:

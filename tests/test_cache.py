@@ -33,6 +33,7 @@ from lib.cache import (
     open_cache,
     pooled_shape,
 )
+from lib.cache.encoders import to_channels_last_3d
 from lib.cache.plan import entry_path
 from lib.data.clips import sample_clips
 from lib.data.spatial import CropPolicy
@@ -87,14 +88,19 @@ def test_contents_match_a_direct_encode(reference: Path, smoke_root: Path, smoke
         assert torch.all(clips.video_index[1:] >= clips.video_index[:-1])
     assert {v.group for v in cache.videos("val")}.isdisjoint(v.group for v in cache.videos("train"))
 
-    # one validation video, encoded directly: identical fp16 bits, same clips
+    # one validation video, encoded directly: identical fp16 bits in the CPU build's channels-last
+    # layout, equal to float32 rounding in the default layout; same clips
     torch.set_num_threads(1)
     vae = load_reducio(smoke_vae, parts="encoder")
     video = cache.videos("val")[1]
     pixels = torch.stack([clip for _, clip in iter_clips(video.path, spatial=input_policy(vae))])
+    default_layout = torch.cat([vae.encode_latents(pixels[i : i + 4]) for i in range(0, len(pixels), 4)])
+    to_channels_last_3d(vae)
+    pixels = pixels.contiguous(memory_format=torch.channels_last_3d)
     direct = torch.cat([vae.encode_latents(pixels[i : i + 4]) for i in range(0, len(pixels), 4)]).half()
     clips = load_split(reference, "val")
     assert torch.equal(clips.latents[clips.video_index == 1], direct)
+    torch.testing.assert_close(direct.float(), default_layout, rtol=2e-3, atol=2e-3)  # fp16 storage rounding
     expected = sample_clips(video.num_frames, video.fps)
     assert video.clip_frame_indices == tuple(c.frame_indices for c in expected)
     assert video.clip_start_times == tuple(c.start_time for c in expected)

@@ -18,6 +18,7 @@ from lib.cache.spec import DEFAULT_BUILD_OPTIONS, BuildOptions, CacheSpec
 from lib.paths import DATA_DIR
 
 CACHES_DIR_NAME = "caches"
+POOLED_DECODE_WORKERS = 2  # the pooled-pixels control decodes 1.3x faster with 2 workers than inline
 
 
 def cache_paths(name: str) -> tuple[Path, Path]:
@@ -48,7 +49,10 @@ def build_study_caches(spec: CacheSpec, *, cache_name: str, options: BuildOption
     if pooled_pixels:
         pooled_spec = replace(spec, vae_source=POOLED_PIXELS, spatial=open_cache(latent_dir).spatial_policy(),
                               dtype="float32", content_features=False, layer_norm=False, sample=False, logvar=False)
-        pooled = _study_build(build_cache, pooled_spec, pooled_dir, options)
+        # the control's "encoder" is an average pool: the build is decode-bound, so it decodes in
+        # at least POOLED_DECODE_WORKERS processes whatever the latent build used
+        pooled_options = replace(options, num_workers=max(options.num_workers, POOLED_DECODE_WORKERS))
+        pooled = _study_build(build_cache, pooled_spec, pooled_dir, pooled_options)
     return latent, pooled
 
 
