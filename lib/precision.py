@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from lib.cache.decode import DecodeSettings, iter_video_parts
-from lib.cache.encoders import POOLED_PIXELS, VaeClipEncoder, make_encoder
+from lib.cache.encoders import POOLED_PIXELS, VaeClipEncoder
 from lib.cache.errors import CacheError
 from lib.cache.key import describe_differences, key_differences
 from lib.cache.merge import STATS_DIR, read_manifest
@@ -137,9 +137,8 @@ def cache_encoders(cache: Cache, dtypes: Sequence[str], vae_source: str | None =
     recorded = {k: v for k, v in cache.key["encoder"].items() if k != "compute_dtype"}
     encoders = {}
     for dtype in dtypes:
-        encoder = make_encoder(source, device="cpu", dtype=dtype, layer_norm=outputs["layer_norm"],
-                               content_features=outputs["content_features"], channels_last=channels_last)
-        assert isinstance(encoder, VaeClipEncoder)  # a pooled-pixels source is refused above
+        encoder = VaeClipEncoder(source, device="cpu", dtype=dtype, layer_norm=outputs["layer_norm"],
+                                 content_features=outputs["content_features"], channels_last=channels_last)
         differences = key_differences(recorded, {k: v for k, v in encoder.key().items() if k != "compute_dtype"})
         if differences:
             raise CacheError(cache.path, f"was built with another VAE than {source!r} "

@@ -231,11 +231,9 @@ class PooledPixelsEncoder:
 
 def make_encoder(source: str, *, device: torch.device | str = "cpu", dtype: str = "float32", sample: bool = False,
                  sample_seed: int = 0, logvar: bool = False, layer_norm: bool = False, content_features: bool = False,
-                 pool_shape: Sequence[int] | None = None, init_seed: int = 0,
-                 channels_last: bool | None = None) -> Any:
+                 pool_shape: Sequence[int] | None = None, init_seed: int = 0) -> Any:
     """``"pooled-pixels"`` -> :class:`PooledPixelsEncoder`; ``"diffusers:..."`` ->
-    :class:`lib.zoo.encoder.DiffusersClipEncoder`; anything else -> :class:`VaeClipEncoder`
-    (``channels_last`` applies to it only)."""
+    :class:`lib.zoo.encoder.DiffusersClipEncoder`; anything else -> :class:`VaeClipEncoder`."""
     if source == POOLED_PIXELS:
         if sample or logvar or content_features or layer_norm:
             raise ValueError("the pooled-pixels control has no posterior: sample, logvar, layer_norm and "
@@ -249,5 +247,4 @@ def make_encoder(source: str, *, device: torch.device | str = "cpu", dtype: str 
         return DiffusersClipEncoder(source, device=device, dtype=dtype, sample=sample, sample_seed=sample_seed,
                                     logvar=logvar, layer_norm=layer_norm, content_features=content_features)
     return VaeClipEncoder(source, device=device, dtype=dtype, sample=sample, sample_seed=sample_seed, logvar=logvar,
-                          layer_norm=layer_norm, content_features=content_features, init_seed=init_seed,
-                          channels_last=channels_last)
+                          layer_norm=layer_norm, content_features=content_features, init_seed=init_seed)
