@@ -98,8 +98,9 @@ def build_cache(spec: CacheSpec, out_dir: str | os.PathLike[str], options: Build
         torch.cuda.set_device(dev)  # pinned-memory and autocast state of this rank on its own GPU
     threads = options.threads
     if threads is None and dev.type == "cpu":
-        # OpenMP threads that compete with the decode workers (or other jobs) for cores spin and
-        # slow the encoder down many times over; leave the workers their cores.
+        # Leave the decode workers their cores: their CPU resizing at the full 224x288 geometry
+        # makes a worker 4.5x slower than decoding alone. Where decoding is light (the default
+        # study's 64x96), num_workers 0 is faster: it gives the encoder every core (docs/results.md).
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         threads = max(1, min(torch.get_num_threads(), cores - options.num_workers))
     previous_threads = torch.get_num_threads()
