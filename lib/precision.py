@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from lib.cache.decode import DecodeSettings, iter_video_parts
-from lib.cache.encoders import POOLED_PIXELS, VaeClipEncoder
+from lib.cache.encoders import CHANNELS_LAST, POOLED_PIXELS, VaeClipEncoder
 from lib.cache.errors import CacheError
 from lib.cache.key import describe_differences, key_differences
 from lib.cache.merge import STATS_DIR, read_manifest
@@ -133,7 +133,7 @@ def cache_encoders(cache: Cache, dtypes: Sequence[str], vae_source: str | None =
     outputs = cache.key["outputs"]
     recorded_encoder = read_manifest(cache.path)["provenance"]["encoder"]
     source = vae_source or recorded_encoder["source"]
-    channels_last = recorded_encoder.get("memory_format") == "channels_last_3d"  # absent: built contiguous
+    channels_last = recorded_encoder.get("memory_format") == CHANNELS_LAST  # absent: built contiguous
     recorded = {k: v for k, v in cache.key["encoder"].items() if k != "compute_dtype"}
     encoders = {}
     for dtype in dtypes:

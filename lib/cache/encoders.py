@@ -86,6 +86,9 @@ def pooled_shape(clip_shape: Sequence[int], *, latent_channels: int = 16, tempor
             max(1, round(w / spatial_factor * scale)))
 
 
+CHANNELS_LAST = "channels_last_3d"  # the encoder provenance's memory_format of a channels-last build
+
+
 def to_channels_last_3d(model: torch.nn.Module) -> None:
     """Store every 3D convolution's weight channels-last (in place; values unchanged)."""
     for module in model.modules():
@@ -150,7 +153,7 @@ class VaeClipEncoder:
         info = getattr(self.vae, "checkpoint_info", None)
         return {"source": self.source, "preset": self.preset,
                 "checkpoint": str(info.path) if info is not None else None, "device": str(self.device),
-                "memory_format": "channels_last_3d" if self.channels_last else "contiguous"}
+                "memory_format": CHANNELS_LAST if self.channels_last else "contiguous"}
 
     def default_spatial(self) -> SpatialPolicy:
         from lib.vae.local import input_policy
